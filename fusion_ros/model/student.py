@@ -1,0 +1,317 @@
+"""The fusion student: a dual-encoder U-Net of ConvNeXt V2 blocks with a streaming memory.
+
+Sources (``shared/seeds``): FusionProxy (002) distils a teacher ensemble into a single-pass student;
+SDMFusion (000) adds a flow-warped streaming memory read through gated local cross-attention;
+ConvNeXt V2 (Woo et al. 2023) gives the block (7x7 depthwise, LayerNorm, MLP with GRN).
+
+Design, and why:
+- Both encoders start with a pixel-unshuffle by ``stem`` so every block runs at 1/stem resolution
+  or lower; on a 2-core CPU full-resolution convolutions are what costs (a full-res U-Net is
+  ~10x slower than the same depth at 1/4).
+- The output head predicts, at 1/stem resolution, per-pixel coefficients of a local affine blend
+  ``Y = a_t * T + a_v * Y_vis + b`` (bilinearly upsampled, smooth by construction) plus a
+  pixel-shuffled full-resolution detail residual. It starts as a 50/50 blend, so even an
+  untrained model gives a sensible picture.
+- Colour: the fused luminance replaces the visible luminance and the visible chroma is kept
+  (adding the same delta to R, G and B leaves BT.601 Cb/Cr unchanged). A frozen RGB detector
+  sees the colours it was trained on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fusion_ros.config import apply_overrides
+from fusion_ros.errors import ConfigError, ShapeError
+
+__all__ = ["ModelConfig", "FusionStudent", "MODELS", "create_model", "rgb_to_luma"]
+
+LUMA = (0.299, 0.587, 0.114)  # BT.601, the convention of the teachers' outputs
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the student. Defaults are the ``lite`` variant."""
+
+    name: str = "lite"
+    stem: int = 4                          # pixel-unshuffle factor; level 0 runs at 1/stem
+    widths: tuple[int, ...] = (16, 32)     # channels per level; level i runs at 1/(stem*2^i)
+    depths: tuple[int, ...] = (1, 1)       # ConvNeXt V2 blocks per level in each encoder
+    decoder_depth: int = 1                 # ConvNeXt V2 blocks per decoder level
+    mlp_ratio: float = 2.0                 # hidden width of the block MLP, x channels
+    use_memory: bool = True                # streaming memory adapter on/off (off: image model)
+    memory_channels: int = 16              # channels of the memory state
+    attn_window: int = 3                   # side of the local cross-attention window (odd)
+    max_flow: float = 4.0                  # largest flow the in-network flow head predicts, px at memory level
+
+    def __post_init__(self) -> None:
+        if self.stem not in (1, 2, 4, 8):
+            raise ConfigError(f"ModelConfig.stem={self.stem}; expected 1, 2, 4 or 8")
+        if len(self.widths) != len(self.depths) or not self.widths:
+            raise ConfigError(f"ModelConfig.widths {self.widths} and depths {self.depths} must have the same non-zero length")
+        if self.attn_window % 2 != 1:
+            raise ConfigError(f"ModelConfig.attn_window={self.attn_window}; expected an odd number")
+
+    @property
+    def stride(self) -> int:
+        """Input sizes are padded to a multiple of this."""
+        return self.stem * 2 ** (len(self.widths) - 1)
+
+    def memory_shape(self, height: int, width: int, batch: int = 1) -> tuple[int, int, int, int]:
+        """Memory tensor shape for an input of ``height`` x ``width`` (the rule the sidecar records)."""
+        s = self.stride
+        return (batch, self.memory_channels, math.ceil(height / s), math.ceil(width / s))
+
+
+MODELS: dict[str, dict] = {
+    "lite": dict(name="lite", stem=4, widths=(16, 32), depths=(1, 1), decoder_depth=1, memory_channels=16),
+    "default": dict(name="default", stem=2, widths=(24, 48, 96), depths=(1, 2, 2), decoder_depth=1,
+                    memory_channels=32),
+}
+
+
+def create_model(name: str = "lite", **overrides) -> "FusionStudent":
+    """Build a student by variant name (``lite`` or ``default``) with optional config overrides."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model '{name}'; expected one of {sorted(MODELS)}")
+    cfg = apply_overrides(ModelConfig(**MODELS[name]), overrides)
+    return FusionStudent(cfg)
+
+
+def rgb_to_luma(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma of ``rgb`` (B, 3, H, W) in [0, 1] -> (B, 1, H, W)."""
+    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
+    return LUMA[0] * r + LUMA[1] * g + LUMA[2] * b
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channel axis of an NCHW tensor (no permutes, exports as plain ops)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(1, keepdim=True)
+        xc = x - mu
+        var = (xc * xc).mean(1, keepdim=True)
+        return xc * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class GRN(nn.Module):
+    """Global Response Normalization (ConvNeXt V2), NCHW."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gx = torch.sqrt((x * x).sum(dim=(2, 3), keepdim=True) + self.eps)
+        nx = gx / (gx.mean(dim=1, keepdim=True) + self.eps)
+        return self.gamma * (x * nx) + self.beta + x
+
+
+class ConvNeXtV2Block(nn.Module):
+    """7x7 depthwise conv -> LayerNorm -> 1x1 expand -> GELU -> GRN -> 1x1 project, residual."""
+
+    def __init__(self, channels: int, mlp_ratio: float = 2.0) -> None:
+        super().__init__()
+        hidden = int(channels * mlp_ratio)
+        self.dwconv = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = LayerNorm2d(channels)
+        self.pw1 = nn.Conv2d(channels, hidden, 1)
+        self.act = nn.GELU()
+        self.grn = GRN(hidden)
+        self.pw2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pw2(self.grn(self.act(self.pw1(self.norm(self.dwconv(x))))))
+
+
+class Encoder(nn.Module):
+    """One modality's encoder: unshuffle stem, then a ConvNeXt V2 stage per level."""
+
+    def __init__(self, in_ch: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.PixelUnshuffle(cfg.stem), nn.Conv2d(in_ch * cfg.stem ** 2, cfg.widths[0], 1),
+                                  LayerNorm2d(cfg.widths[0]))
+        self.downs = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        for i, (w, d) in enumerate(zip(cfg.widths, cfg.depths)):
+            if i > 0:
+                self.downs.append(nn.Sequential(LayerNorm2d(cfg.widths[i - 1]), nn.Conv2d(cfg.widths[i - 1], w, 2, stride=2)))
+            self.stages.append(nn.Sequential(*[ConvNeXtV2Block(w, cfg.mlp_ratio) for _ in range(d)]))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        x = self.stem(x)
+        for i, stage in enumerate(self.stages):
+            if i > 0:
+                x = self.downs[i - 1](x)
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+class ResidualFusionHead(nn.Module):
+    """``F_out = proj(Attn(F_cat) * F_cat) + F_ir + F_vis`` with sigmoid channel attention on the concatenation."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.attn = nn.Sequential(nn.Conv2d(2 * channels, max(channels // 2, 8), 1), nn.GELU(),
+                                  nn.Conv2d(max(channels // 2, 8), 2 * channels, 1), nn.Sigmoid())
+        self.proj = nn.Conv2d(2 * channels, channels, 1)
+
+    def forward(self, f_ir: torch.Tensor, f_vis: torch.Tensor) -> torch.Tensor:
+        cat = torch.cat([f_ir, f_vis], 1)
+        return self.proj(self.attn(cat.mean(dim=(2, 3), keepdim=True)) * cat) + f_ir + f_vis
+
+
+class MemoryAdapter(nn.Module):
+    """Streaming memory (SDMFusion): flow-warped memory read by gated local cross-attention.
+
+    Q from current features, K, V from the memory warped by an in-network flow,
+    gate ``g = sigmoid(conv([F, M~]))``, ``A = softmax((Q*g)(K*g)^T / sqrt(C))`` over a k x k window,
+    ``F^ = F + A V``, new memory ``M = phi(F^)``. A zero memory gives K = V = 0, so ``F^ = F``:
+    the first frame is fused exactly as a still image.
+    """
+
+    def __init__(self, channels: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        cm = cfg.memory_channels
+        self.window = cfg.attn_window
+        self.max_flow = cfg.max_flow
+        self.key_dim = cm
+        self.to_flow_feat = nn.Conv2d(channels, cm, 1)
+        self.flow = nn.Sequential(nn.Conv2d(2 * cm, 2 * cm, 3, padding=1), nn.GELU(), nn.Conv2d(2 * cm, 2, 3, padding=1))
+        self.gate = nn.Conv2d(channels + cm, cm, 1)
+        self.q = nn.Conv2d(channels, cm, 1)
+        self.k = nn.Conv2d(cm, cm, 1, bias=False)
+        self.v = nn.Conv2d(cm, channels, 1, bias=False)
+        self.phi = nn.Conv2d(channels, cm, 1)
+        nn.init.zeros_(self.flow[-1].weight)
+        nn.init.zeros_(self.flow[-1].bias)
+
+    @staticmethod
+    def warp(memory: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+        """Backward-warp ``memory`` (B, C, h, w) by ``flow`` (B, 2, h, w) in pixels (x, y)."""
+        h, w = memory.shape[-2], memory.shape[-1]
+        ys = (torch.arange(h, dtype=memory.dtype, device=memory.device) + 0.5) * (2.0 / h) - 1.0
+        xs = (torch.arange(w, dtype=memory.dtype, device=memory.device) + 0.5) * (2.0 / w) - 1.0
+        gx = xs.view(1, 1, w).expand(1, h, w) + flow[:, 0] * (2.0 / w)
+        gy = ys.view(1, h, 1).expand(1, h, w) + flow[:, 1] * (2.0 / h)
+        grid = torch.stack([gx, gy], dim=-1)
+        return F.grid_sample(memory, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    def forward(self, feat: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flow = self.max_flow * torch.tanh(self.flow(torch.cat([self.to_flow_feat(feat), memory], 1)))
+        warped = self.warp(memory, flow)
+        g = torch.sigmoid(self.gate(torch.cat([feat, warped], 1)))
+        q = self.q(feat) * g
+        k = self.k(warped)
+        v = self.v(warped)
+        r = self.window // 2
+        kp = F.pad(k, (r, r, r, r))
+        vp = F.pad(v, (r, r, r, r))
+        h, w = feat.shape[-2], feat.shape[-1]
+        scale = 1.0 / math.sqrt(self.key_dim)
+        scores, values = [], []
+        for dy in range(self.window):
+            for dx in range(self.window):
+                ks = kp[:, :, dy:dy + h, dx:dx + w]
+                scores.append((q * ks * g).sum(1, keepdim=True) * scale)
+                values.append(vp[:, :, dy:dy + h, dx:dx + w])
+        attn = torch.softmax(torch.cat(scores, 1), dim=1)
+        read = sum(attn[:, i:i + 1] * values[i] for i in range(len(values)))
+        out = feat + read
+        return out, self.phi(out)
+
+
+class FusionStudent(nn.Module):
+    """Dual-encoder U-Net fusion student.
+
+    Forward: ``(thermal, visible, memory) -> (fused, new_memory)``.
+
+    Args:
+        thermal: (B, 1, H, W) float32 in [0, 1].
+        visible: (B, 3, H, W) float32 RGB in [0, 1].
+        memory: (B, C_m, ceil(H/s), ceil(W/s)) with s = ``cfg.stride``; zeros = first frame.
+
+    Returns:
+        fused: (B, 3, H, W) RGB in [0, 1]; new_memory: same shape as ``memory``.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.widths
+        self.enc_ir = Encoder(1, cfg)
+        self.enc_vis = Encoder(3, cfg)
+        self.fuse = nn.ModuleList([ResidualFusionHead(c) for c in w])
+        self.adapter = MemoryAdapter(w[-1], cfg) if cfg.use_memory else None
+        self.up_proj = nn.ModuleList([nn.Conv2d(w[i + 1] + w[i], w[i], 1) for i in range(len(w) - 1)])
+        self.dec = nn.ModuleList([nn.Sequential(*[ConvNeXtV2Block(w[i], cfg.mlp_ratio) for _ in range(cfg.decoder_depth)])
+                                  for i in range(len(w) - 1)])
+        self.coeff = nn.Conv2d(w[0], 3, 3, padding=1)          # a_t - 0.5, a_v - 0.5, b at 1/stem
+        self.detail = nn.Sequential(nn.Conv2d(w[0], cfg.stem ** 2, 3, padding=1), nn.PixelShuffle(cfg.stem))
+        for conv in (self.coeff, self.detail[0]):
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+
+    @property
+    def stride(self) -> int:
+        return self.cfg.stride
+
+    def memory_shape(self, height: int, width: int, batch: int = 1) -> tuple[int, int, int, int]:
+        return self.cfg.memory_shape(height, width, batch)
+
+    def zero_memory(self, height: int, width: int, batch: int = 1) -> torch.Tensor:
+        p = next(self.parameters())
+        return torch.zeros(self.memory_shape(height, width, batch), dtype=p.dtype, device=p.device)
+
+    def _check(self, thermal: torch.Tensor, visible: torch.Tensor, memory: torch.Tensor) -> None:
+        if thermal.dim() != 4 or thermal.shape[1] != 1:
+            raise ShapeError(f"thermal must be (B, 1, H, W), got {tuple(thermal.shape)}")
+        if visible.dim() != 4 or visible.shape[1] != 3 or visible.shape[-2:] != thermal.shape[-2:]:
+            raise ShapeError(f"visible must be (B, 3, H, W) matching thermal {tuple(thermal.shape)}, got {tuple(visible.shape)}")
+        expect = self.memory_shape(thermal.shape[-2], thermal.shape[-1], thermal.shape[0])
+        if tuple(memory.shape) != expect:
+            raise ShapeError(f"memory must be {expect} for a {thermal.shape[-2]}x{thermal.shape[-1]} input, got {tuple(memory.shape)}")
+
+    def forward(self, thermal: torch.Tensor, visible: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            self._check(thermal, visible, memory)
+        h, w = thermal.shape[-2], thermal.shape[-1]
+        s = self.cfg.stride
+        # Pad to a multiple of the stride with edge values; cropped back at the end.
+        ph = (s - h % s) % s
+        pw = (s - w % s) % s
+        t = F.pad(thermal, (0, pw, 0, ph), mode="replicate")
+        v = F.pad(visible, (0, pw, 0, ph), mode="replicate")
+
+        f_ir = self.enc_ir(t)
+        f_vis = self.enc_vis(v)
+        fused = [head(a, b) for head, a, b in zip(self.fuse, f_ir, f_vis)]
+        x = fused[-1]
+        if self.adapter is not None:
+            x, new_memory = self.adapter(x, memory)
+        else:
+            new_memory = memory
+        for i in range(len(fused) - 2, -1, -1):
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            x = self.dec[i](self.up_proj[i](torch.cat([x, fused[i]], 1)))
+
+        coeff = F.interpolate(self.coeff(x), scale_factor=float(self.cfg.stem), mode="bilinear", align_corners=False)
+        y_vis = rgb_to_luma(v)
+        y = (0.5 + coeff[:, 0:1]) * t + (0.5 + coeff[:, 1:2]) * y_vis + coeff[:, 2:3] + self.detail(x)
+        out = torch.clamp(v + (y - y_vis), 0.0, 1.0)
+        return out[:, :, :h, :w], new_memory
