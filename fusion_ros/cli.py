@@ -19,7 +19,8 @@ __all__ = ["main", "build_parser"]
 
 COMMAND_MODULES = (
     "fusion_ros.export.commands",    # export, build-engine
-    "fusion_ros.eval.commands",      # bench, fuse, eval
+    "fusion_ros.eval.commands",      # fuse, eval
+    "fusion_ros.eval.bench",         # bench
     "fusion_ros.train.commands",     # train, teachers
     "fusion_ros.ros.commands",       # demo, bag
 )

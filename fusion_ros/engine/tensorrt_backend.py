@@ -85,12 +85,12 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, onnx_path: Path, cfg: EngineConfig) -> None:
-        import tensorrt as trt
-        import torch
-
         ok, why = tensorrt_available()
         if not ok:
             raise EngineBuildError(f"backend 'tensorrt' unavailable: {why}; use backend: onnxruntime or auto")
+        import tensorrt as trt
+        import torch
+
         side = read_sidecar(onnx_path)
         super().__init__(cfg.precision, side["stride"], side["memory_channels"])
         self.torch = torch

@@ -1,0 +1,158 @@
+"""``fusion-ros bench``: median latency, FPS and peak memory per backend, model and resolution.
+
+Each (backend, model) runs in its own subprocess so its peak memory is its own and one backend's
+thread pool does not slow the next. Inputs are real-sized random frames; the memory is carried
+from frame to frame, as in the node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["register", "bench_one", "machine_info"]
+
+SIZES = ((480, 640), (768, 1024))
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+    try:
+        import onnxruntime
+        import torch
+
+        info.update(torch=torch.__version__, onnxruntime=onnxruntime.__version__)
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name()
+    except ImportError:
+        pass
+    return info
+
+
+def bench_one(backend: str, model: str, sizes: list[tuple[int, int]], runs: int, warmup: int, precision: str,
+              threads: int) -> list[dict]:
+    """Time one backend/model over ``sizes`` in this process."""
+    from fusion_ros.engine import EngineConfig, create_backend
+
+    be = create_backend(EngineConfig(model_path=model, backend=backend, precision=precision, threads=threads))
+    rng = np.random.default_rng(0)
+    rows = []
+    for h, w in sizes:
+        t = rng.random((1, 1, h, w), dtype=np.float32)
+        v = rng.random((1, 3, h, w), dtype=np.float32)
+        be.reset_memory()
+        for _ in range(warmup):
+            be.infer(t, v)
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            be.infer(t, v)
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        row = {**be.describe(), "model": model, "height": h, "width": w, "runs": runs, "median_ms": round(med * 1e3, 2),
+               "p90_ms": round(float(np.percentile(times, 90)) * 1e3, 2), "fps": round(1.0 / med, 1), "memory_on": True,
+               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+        row.pop("model_path", None)
+        if "cuda" in str(row.get("device", "")) or row["backend"] == "tensorrt":
+            import torch
+
+            row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+        rows.append(row)
+    return rows
+
+
+def _run_isolated(args: argparse.Namespace, backend: str, model: str) -> list[dict]:
+    cmd = [sys.executable, "-m", "fusion_ros.eval.bench", "--one", backend, model, "--runs", str(args.runs), "--warmup",
+           str(args.warmup), "--precision", args.precision, "--threads", str(args.threads),
+           "--sizes", *[f"{h}x{w}" for h, w in args.sizes]]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return [{"backend": backend, "model": model, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}]
+    return json.loads(proc.stdout)
+
+
+def _parse_hw(text: str) -> tuple[int, int]:
+    h, w = (int(x) for x in text.lower().split("x"))
+    return h, w
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.node:
+        from fusion_ros.ros.node_bench import run_node_bench
+
+        result = {"machine": machine_info(), "node": run_node_bench(frames=args.frames, model_path=args.node_model)}
+    else:
+        from fusion_ros.engine import available_backends
+
+        backends = args.backends or [b for b in ("tensorrt", "onnxruntime", "torch") if b in available_backends()]
+        rows = [r for b in backends for m in args.models for r in _run_isolated(args, b, m)]
+        result = {"machine": machine_info(), "results": rows}
+    text = json.dumps(result, indent=2)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    if args.json:
+        print(text)
+    else:
+        for r in result.get("results", []):
+            if "error" in r:
+                print(f"{r['backend']:12s} {r['model']:8s} error: {r['error']}")
+            else:
+                print(f"{r['backend']:12s} {r['model']:8s} {r['height']}x{r['width']:<5d} {r['median_ms']:8.2f} ms {r['fps']:7.1f} FPS")
+        if "node" in result:
+            print(json.dumps(result["node"], indent=2))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("bench", help="median latency/FPS/peak memory per backend, model and size (or --node overhead)",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                              epilog="examples:\n  fusion-ros bench --json\n  fusion-ros bench --models lite --backends onnxruntime --sizes 480x640\n"
+                              "  fusion-ros bench --node --json")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--out", default="", help="also write the JSON to this file")
+    p.add_argument("--models", nargs="+", default=["lite", "default"], help="shipped variant names or .onnx paths")
+    p.add_argument("--backends", nargs="+", default=None, choices=("tensorrt", "onnxruntime", "torch"),
+                   help="default: every backend available here")
+    p.add_argument("--sizes", nargs="+", type=_parse_hw, default=list(SIZES), help="input sizes HxW")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per size (after warm-up)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs per size")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="fp16 applies on GPU backends")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
+    p.add_argument("--node", action="store_true", help="benchmark the node's per-frame overhead (no network) instead")
+    p.add_argument("--frames", type=int, default=200, help="frames for --node")
+    p.add_argument("--node-model", default="", help="model for --node (default: shipped lite)")
+    p.set_defaults(func=cmd_bench)
+
+
+def _main_one(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--one", nargs=2, required=True)
+    ap.add_argument("--runs", type=int)
+    ap.add_argument("--warmup", type=int)
+    ap.add_argument("--precision")
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--sizes", nargs="+", type=_parse_hw)
+    a = ap.parse_args(argv)
+    print(json.dumps(bench_one(a.one[0], a.one[1], a.sizes, a.runs, a.warmup, a.precision, a.threads)))
+
+
+if __name__ == "__main__":
+    _main_one(sys.argv[1:])

@@ -1,0 +1,88 @@
+"""ONNX export: checker, named I/O, dynamic H/W, parity with PyTorch over frames with memory, FP16."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from fusion_ros.export import (compare_onnx_to_torch, convert_onnx_fp16, export_onnx, load_student, read_sidecar,
+                               sha256_file)
+from fusion_ros.model import create_model
+
+pytestmark = pytest.mark.onnx
+ort = pytest.importorskip("onnxruntime")
+
+
+def _random_model(name: str) -> torch.nn.Module:
+    model = create_model(name)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module", params=["lite", "default"])
+def exported(request, tmp_path_factory):
+    model = _random_model(request.param)
+    path = export_onnx(model, tmp_path_factory.mktemp(request.param) / f"{request.param}.onnx", meta={"test": True})
+    return model, path
+
+
+def test_graph_is_valid_with_named_dynamic_io(exported) -> None:
+    _, path = exported
+    graph = onnx.load(str(path)).graph
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    assert [i.name for i in graph.input] == ["thermal", "visible", "memory"]
+    assert [o.name for o in graph.output] == ["fused", "memory_out"]
+    dims = [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
+    assert dims[2:] == ["H", "W"]
+
+
+def test_sidecar_describes_the_model(exported) -> None:
+    model, path = exported
+    side = read_sidecar(path)
+    assert side["onnx_sha256"] == sha256_file(path)
+    assert side["stride"] == model.stride
+    assert side["memory_channels"] == model.cfg.memory_channels
+    assert side["config"]["name"] == model.cfg.name
+    assert "ceil(H / stride)" in side["memory_shape_rule"]
+    json.dumps(side)
+
+
+def test_parity_three_frames_two_sizes(exported) -> None:
+    """ORT CPU vs PyTorch FP32 <= 1e-4 on fused and memory_out; 61x83 is not a multiple of the stride."""
+    model, path = exported
+    worst = compare_onnx_to_torch(path, model, sizes=((64, 96), (61, 83)), frames=3)
+    assert worst["fused"] <= 1e-4, worst
+    assert worst["memory_out"] <= 1e-4, worst
+
+
+def test_weights_round_trip(exported) -> None:
+    model, path = exported
+    loaded = load_student(path)
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_fp16_agrees_with_fp32(exported, tmp_path) -> None:
+    model, path = exported
+    half = convert_onnx_fp16(path, tmp_path / "half.onnx")
+    sess = ort.InferenceSession(str(half), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    h, w = 61, 83
+    mem_t = model.zero_memory(h, w)
+    mem_h = mem_t.numpy()
+    worst = 0.0
+    for _ in range(3):
+        t = rng.random((1, 1, h, w), dtype=np.float32)
+        v = rng.random((1, 3, h, w), dtype=np.float32)
+        with torch.no_grad():
+            f_t, mem_t = model(torch.from_numpy(t), torch.from_numpy(v), mem_t)
+        f_h, mem_h = sess.run(None, {"thermal": t, "visible": v, "memory": mem_h})
+        worst = max(worst, float(np.abs(f_h - f_t.numpy()).max()))
+    assert worst <= 1e-2, worst

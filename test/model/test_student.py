@@ -1,0 +1,107 @@
+"""The student: forward signature, shapes at any size, memory semantics, configs."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+from fusion_ros.errors import ConfigError, ShapeError
+from fusion_ros.model import MODELS, ModelConfig, create_model
+from fusion_ros.model.student import GRN, ConvNeXtV2Block, MemoryAdapter
+
+
+def _randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Zero-initialised heads hide bugs: give every parameter a random value."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("hw", [(64, 96), (61, 83), (33, 17)])
+def test_forward_shapes_any_size(name: str, hw: tuple[int, int]) -> None:
+    model = _randomise(create_model(name))
+    t, v = torch.rand(2, 1, *hw), torch.rand(2, 3, *hw)
+    fused, mem = model(t, v, model.zero_memory(*hw, batch=2))
+    assert fused.shape == (2, 3, *hw)
+    assert mem.shape == model.memory_shape(*hw, batch=2)
+    assert float(fused.min()) >= 0.0 and float(fused.max()) <= 1.0
+    assert torch.isfinite(fused).all() and torch.isfinite(mem).all()
+
+
+def test_forward_signature_is_fixed() -> None:
+    params = list(inspect.signature(create_model("lite").forward).parameters)
+    assert params == ["thermal", "visible", "memory"]
+
+
+def test_initial_model_is_a_5050_blend_that_keeps_visible_chroma() -> None:
+    model = create_model("lite").eval()
+    t, v = torch.rand(1, 1, 32, 48), torch.rand(1, 3, 32, 48)
+    fused, _ = model(t, v, model.zero_memory(32, 48))
+    y_vis = 0.299 * v[:, 0:1] + 0.587 * v[:, 1:2] + 0.114 * v[:, 2:3]
+    expect = torch.clamp(v + (0.5 * t + 0.5 * y_vis - y_vis), 0, 1)
+    assert torch.allclose(fused, expect, atol=1e-6)
+
+
+def test_zero_memory_means_first_frame_and_memory_changes_output() -> None:
+    model = _randomise(create_model("lite"))
+    hw = (48, 64)
+    t, v = torch.rand(1, 1, *hw), torch.rand(1, 3, *hw)
+    no_mem = _randomise(create_model("lite", use_memory=False))
+    no_mem.load_state_dict({k: v_ for k, v_ in model.state_dict().items() if not k.startswith("adapter.")})
+    f0, m1 = model(t, v, model.zero_memory(*hw))
+    f_img, _ = no_mem(t, v, no_mem.zero_memory(*hw))
+    assert torch.allclose(f0, f_img, atol=1e-6), "a zero memory must give the pure image result"
+    f1, _ = model(t, v, m1)
+    assert (f1 - f0).abs().max() > 1e-4, "a non-zero memory must influence the output"
+
+
+def test_adapter_disabled_passes_memory_through() -> None:
+    model = _randomise(create_model("default", use_memory=False))
+    mem = torch.randn(model.memory_shape(32, 32))
+    _, out = model(torch.rand(1, 1, 32, 32), torch.rand(1, 3, 32, 32), mem)
+    assert torch.equal(out, mem)
+
+
+def test_memory_warp_moves_content_by_the_flow() -> None:
+    mem = torch.zeros(1, 1, 8, 8)
+    mem[0, 0, 4, 4] = 1.0
+    flow = torch.zeros(1, 2, 8, 8)
+    flow[:, 0] = -2.0  # sample from x-2: content moves right by 2 px
+    out = MemoryAdapter.warp(mem, flow)
+    assert out[0, 0, 4, 6] == pytest.approx(1.0, abs=1e-5)
+    assert out[0, 0, 4, 4] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_grn_and_block_keep_shape() -> None:
+    x = torch.randn(2, 8, 5, 7)
+    assert GRN(8)(x).shape == x.shape
+    assert torch.allclose(GRN(8)(x), x)  # gamma = beta = 0 at init: identity
+    assert ConvNeXtV2Block(8)(x).shape == x.shape
+
+
+def test_bad_shapes_and_configs_raise_clear_errors() -> None:
+    model = create_model("lite")
+    with pytest.raises(ShapeError, match="thermal must be"):
+        model(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), model.zero_memory(32, 32))
+    with pytest.raises(ShapeError, match="memory must be"):
+        model(torch.rand(1, 1, 32, 32), torch.rand(1, 3, 32, 32), torch.zeros(1, 16, 3, 3))
+    with pytest.raises(ConfigError, match="unknown model"):
+        create_model("huge")
+    with pytest.raises(ConfigError, match="did you mean 'widths'"):
+        create_model("lite", widht=(8, 16))
+    with pytest.raises(ConfigError, match="odd"):
+        ModelConfig(attn_window=4)
+
+
+def test_backward_reaches_every_trainable_parameter() -> None:
+    model = _randomise(create_model("lite")).train()
+    hw = (32, 48)
+    f, m = model(torch.rand(1, 1, *hw), torch.rand(1, 3, *hw), torch.randn(model.memory_shape(*hw)))
+    (f.mean() + m.mean()).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing, missing
