@@ -1,0 +1,230 @@
+"""The fusion pipeline between decoded arrays: AGC -> registration -> (resize) -> engine -> (resize back).
+
+The ROS node, ``fusion-ros fuse``, ``bag fuse``, the demo and training's readers all call :class:`Fuser`, so a
+frame is fused the same way wherever it comes from.
+
+Example:
+    >>> import numpy as np
+    >>> class Blend:  # any backend with infer()/reset_memory()
+    ...     def infer(self, t, v, use_memory=True): return 0.5 * t + 0.5 * v
+    ...     def reset_memory(self): pass
+    >>> fuser = Fuser(Blend())
+    >>> fuser.step(np.zeros((256, 320), np.uint16), np.zeros((480, 640, 3), np.uint8), stamp=0.0).shape
+    (480, 640, 3)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from fusion_ros.errors import ConfigError, ShapeError
+from fusion_ros.pipeline.agc import AGCConfig, ThermalAGC
+from fusion_ros.pipeline.registration import RegistrationConfig, warp_thermal
+
+__all__ = ["Backend", "FuserConfig", "Fuser", "FuserTimings"]
+
+log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    """What the pipeline needs from an engine backend (``fusion_ros.engine.create_backend``)."""
+
+    def infer(self, thermal: np.ndarray, visible: np.ndarray, use_memory: bool = True) -> np.ndarray: ...
+
+    def reset_memory(self) -> None: ...
+
+
+_AGC = AGCConfig()
+_REG = RegistrationConfig()
+
+
+@dataclass(frozen=True)
+class FuserConfig:
+    """Pipeline settings (flat, so that ROS parameters, YAML and ``--set`` map onto fields one to one)."""
+
+    # Carry the streaming memory between frames (video); False = every frame fused independently.
+    use_memory: bool = field(default=True, metadata={
+        "doc": "carry the network's streaming memory from frame to frame"})
+    # Stamp gap that resets the memory, seconds, > 0 (a scene cut, a paused bag, a sensor outage).
+    memory_reset_gap_s: float = field(default=0.5, metadata={
+        "doc": "a stamp gap longer than this (or a backwards jump) resets the streaming memory, s",
+        "range": (0.001, 3600.0)})
+    # (width, height) the network runs at; (0, 0) = the RGB size. Output is resized back to the RGB size.
+    inference_size: tuple[int, int] = field(default=(0, 0), metadata={
+        "doc": "[width, height] the network runs at, resized back to the RGB size; [0, 0] = RGB size"})
+    thermal_range: tuple[float, float] = field(default=_AGC.thermal_range,
+                                               metadata=AGCConfig.__dataclass_fields__["thermal_range"].metadata)
+    agc_low_percentile: float = field(default=_AGC.agc_low_percentile,
+                                      metadata=AGCConfig.__dataclass_fields__["agc_low_percentile"].metadata)
+    agc_high_percentile: float = field(default=_AGC.agc_high_percentile,
+                                       metadata=AGCConfig.__dataclass_fields__["agc_high_percentile"].metadata)
+    agc_smoothing: float = field(default=_AGC.agc_smoothing,
+                                 metadata=AGCConfig.__dataclass_fields__["agc_smoothing"].metadata)
+    agc_min_span: float = field(default=_AGC.agc_min_span,
+                                metadata=AGCConfig.__dataclass_fields__["agc_min_span"].metadata)
+    homography: tuple[float, ...] = field(default=_REG.homography,
+                                          metadata=RegistrationConfig.__dataclass_fields__["homography"].metadata)
+
+    def __post_init__(self) -> None:
+        if not self.memory_reset_gap_s > 0:
+            raise ConfigError(f"memory_reset_gap_s={self.memory_reset_gap_s} must be > 0 seconds")
+        size = tuple(self.inference_size)
+        if len(size) != 2 or any(int(v) != v or v < 0 for v in size) or (0 in size and size != (0, 0)):
+            raise ConfigError(f"inference_size={list(size)} must be [width, height] of positive integers, "
+                              "or [0, 0] for the RGB size")
+        # Validate the sub-configs now so a bad value fails where it was set.
+        self.agc
+        self.registration
+
+    @property
+    def agc(self) -> AGCConfig:
+        return AGCConfig(thermal_range=tuple(self.thermal_range), agc_low_percentile=self.agc_low_percentile,
+                         agc_high_percentile=self.agc_high_percentile, agc_smoothing=self.agc_smoothing,
+                         agc_min_span=self.agc_min_span)
+
+    @property
+    def registration(self) -> RegistrationConfig:
+        return RegistrationConfig(homography=tuple(float(v) for v in self.homography))
+
+
+@dataclass
+class FuserTimings:
+    """Wall time of the last :meth:`Fuser.step`, milliseconds, split into pipeline overhead and inference."""
+
+    agc_ms: float = 0.0
+    register_ms: float = 0.0
+    prepare_ms: float = 0.0     # RGB -> float CHW, resize to the inference size
+    infer_ms: float = 0.0
+    finish_ms: float = 0.0      # float CHW -> uint8 HWC, resize back
+
+    @property
+    def overhead_ms(self) -> float:
+        return self.agc_ms + self.register_ms + self.prepare_ms + self.finish_ms
+
+
+class Fuser:
+    """Stateful frame fuser.
+
+    Args:
+        backend: engine backend: ``infer(thermal (1,1,H,W) f32 [0,1], visible (1,3,H,W) f32 RGB [0,1],
+            use_memory) -> (1,3,H,W) f32 RGB [0,1]`` and ``reset_memory()``.
+        cfg: pipeline settings.
+    """
+
+    def __init__(self, backend: Backend, cfg: FuserConfig = FuserConfig()) -> None:
+        self.backend = backend
+        self.cfg = cfg
+        self.agc = ThermalAGC(cfg.agc)
+        self._reg = cfg.registration
+        self._last_stamp: float | None = None
+        self._last_size: tuple[int, int] | None = None
+        self.memory_resets = 0
+        self.timings = FuserTimings()
+
+    def configure(self, cfg: FuserConfig) -> None:
+        """Apply new settings (live); AGC levels are kept, the memory is reset if the inference size changed."""
+        if tuple(cfg.inference_size) != tuple(self.cfg.inference_size) or cfg.use_memory != self.cfg.use_memory:
+            self._reset_memory("configuration change")
+        self.cfg = cfg
+        self.agc.cfg = cfg.agc
+        self._reg = cfg.registration
+
+    def reset(self) -> None:
+        """Reset the streaming memory and the AGC levels (e.g. on a new sequence)."""
+        self._reset_memory("reset()")
+        self.agc.reset()
+        self._last_stamp = None
+
+    def _reset_memory(self, why: str) -> None:
+        self.backend.reset_memory()
+        self.memory_resets += 1
+        log.debug("streaming memory reset: %s", why)
+
+    def prepare_thermal(self, thermal: np.ndarray, rgb_size: tuple[int, int]) -> np.ndarray:
+        """AGC + registration: (h, w) thermal -> (H_inf, W_inf) float32 in [0, 1] on the inference grid."""
+        t0 = time.perf_counter()
+        th = self.agc(thermal)
+        t1 = time.perf_counter()
+        inf = self.inference_size(rgb_size)
+        th = warp_thermal(th, inf, self._reg, ref_size=rgb_size)
+        self.timings.agc_ms = (t1 - t0) * 1e3
+        self.timings.register_ms = (time.perf_counter() - t1) * 1e3
+        return th
+
+    def inference_size(self, rgb_size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) the network runs at for an RGB image of ``rgb_size`` (width, height)."""
+        return rgb_size if tuple(self.cfg.inference_size) == (0, 0) else tuple(int(v) for v in self.cfg.inference_size)
+
+    def step(self, thermal: np.ndarray, rgb: np.ndarray, stamp: float | None = None) -> np.ndarray:
+        """Fuse one registered-or-not thermal frame with one RGB frame.
+
+        Args:
+            thermal: (h, w) uint8 (x/255), uint16 (AGC) or float32 in [0, 1], any size.
+            rgb: (H, W, 3) uint8 RGB (views with negative/odd strides are fine).
+            stamp: frame time in seconds, for the memory-reset-on-gap rule; None = no gap check.
+
+        Returns:
+            (H, W, 3) uint8 RGB, same size as ``rgb``.
+
+        Raises:
+            ShapeError: wrong array ranks/channels.
+        """
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ShapeError(f"rgb must be (H, W, 3) uint8, got shape {rgb.shape} dtype {rgb.dtype}")
+        h, w = rgb.shape[:2]
+        if self._last_size is not None and self._last_size != (w, h):
+            self._reset_memory(f"resolution change {self._last_size} -> {(w, h)}")
+        elif stamp is not None and self._last_stamp is not None:
+            gap = stamp - self._last_stamp
+            if gap > self.cfg.memory_reset_gap_s or gap < 0:
+                self._reset_memory(f"stamp gap {gap:.3f} s")
+        self._last_size = (w, h)
+        if stamp is not None:
+            self._last_stamp = stamp
+
+        th = self.prepare_thermal(thermal, (w, h))
+        t0 = time.perf_counter()
+        inf_w, inf_h = self.inference_size((w, h))
+        vis = rgb if (inf_w, inf_h) == (w, h) else cv2.resize(np.ascontiguousarray(rgb), (inf_w, inf_h),
+                                                              interpolation=cv2.INTER_AREA)
+        visible = to_chw(vis)
+        thermal_t = th.reshape(1, 1, inf_h, inf_w)
+        t1 = time.perf_counter()
+        out = self.backend.infer(thermal_t, visible, use_memory=self.cfg.use_memory)
+        t2 = time.perf_counter()
+        fused = from_chw(np.asarray(out))
+        if (inf_w, inf_h) != (w, h):
+            fused = cv2.resize(fused, (w, h), interpolation=cv2.INTER_LINEAR)
+        t3 = time.perf_counter()
+        self.timings.prepare_ms = (t1 - t0) * 1e3
+        self.timings.infer_ms = (t2 - t1) * 1e3
+        self.timings.finish_ms = (t3 - t2) * 1e3
+        return fused
+
+    def __repr__(self) -> str:
+        return f"Fuser(backend={getattr(self.backend, 'name', type(self.backend).__name__)}, cfg={self.cfg})"
+
+
+def to_chw(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB (any strides) -> (1, 3, H, W) float32 in [0, 1], contiguous."""
+    h, w = rgb.shape[:2]
+    out = np.empty((1, 3, h, w), np.float32)
+    for c in range(3):
+        # cv2 converts one strided plane at a time faster than a numpy transpose+astype of the whole image.
+        cv2.multiply(np.ascontiguousarray(rgb[:, :, c]), 1.0 / 255.0, dst=out[0, c], dtype=cv2.CV_32F)
+    return out
+
+
+def from_chw(x: Any) -> np.ndarray:
+    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8 RGB (rounded, saturated)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 4 or x.shape[:2] != (1, 3):
+        raise ShapeError(f"backend output must be (1, 3, H, W), got {x.shape}")
+    planes = [cv2.convertScaleAbs(np.maximum(x[0, c], 0.0), alpha=255.0) for c in range(3)]
+    return cv2.merge(planes)
