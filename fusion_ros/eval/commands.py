@@ -1,9 +1,127 @@
-"""CLI commands of this stage (registered by fusion_ros.cli)."""
+"""CLI commands of this stage (registered by fusion_ros.cli): ``fuse`` and ``eval``.
+
+(``bench`` lives in fusion_ros.eval.bench and registers itself.)
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+
 __all__ = ["register"]
+
+FUSE_EPILOG = """examples:
+  fusion-ros fuse --pairs ../shared/data/pairs/dev/tno --out out/tno
+  fusion-ros fuse --pairs ../shared/data/pairs/dev --out out/dev --model models/fusion_default.onnx
+  fusion-ros fuse --video ../shared/data/video/dev/0111_1753/ir ../shared/data/video/dev/0111_1753/vi --out out/clip
+  fusion-ros fuse --video ir.mp4 vi.mp4 --out out/clip --no-memory
+"""
+
+EVAL_EPILOG = """methods (--methods, any number):
+  NAME=DIR           folder of fused images (DIR/<dataset>/<stem>.* or DIR/<stem>.*; grey = fused luminance)
+  NAME=MODEL         student .onnx/.pt run through the engine and the Fuser; 'lite'/'default' = shipped models
+  copy-vis, copy-ir  the sources themselves (always added as baseline rows)
+  teacher-mean[:A,B] pixel mean of the folder methods (all, or the named ones)
+
+examples:
+  T=../shared/data/teachers
+  fusion-ros eval --pairs ../shared/data/pairs/dev --methods SeAFusion=$T/SeAFusion/dev IFCNN=$T/IFCNN/dev \\
+      TarDAL=$T/TarDAL/dev AUIF=$T/AUIF/dev teacher-mean lite=models/fusion_lite.onnx --json --report eval_out
+  fusion-ros eval --pairs ../shared/data/pairs/dev/msrs --methods default=models/fusion_default.onnx --detect --no-metrics
+  fusion-ros eval --video ../shared/data/video/dev --methods default=models/fusion_default.onnx --json
+"""
+
+
+def _cmd_fuse(args: argparse.Namespace) -> int:
+    from fusion_ros.errors import ConfigError
+    from fusion_ros.eval.fuse import StudentConfig, fuse_pairs, fuse_video, make_fuser
+
+    if bool(args.pairs) == bool(args.video):
+        raise ConfigError("give exactly one of --pairs DIR or --video IR VI")
+    fuser = make_fuser(StudentConfig(model_path=args.model, backend=args.backend, precision=args.precision,
+                                     threads=args.threads, use_memory=not args.no_memory))
+    if args.pairs:
+        written = fuse_pairs(args.pairs, args.out, fuser, progress=not args.quiet)
+    else:
+        written = fuse_video(args.video[0], args.video[1], args.out, fuser, progress=not args.quiet)
+    print(f"wrote {len(written)} fused images to {args.out}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from fusion_ros.errors import ConfigError
+    from fusion_ros.eval.report import markdown_tables, to_json, write_report
+    from fusion_ros.eval.runner import EvalConfig, evaluate_detection, evaluate_pairs, evaluate_video, \
+        parse_method, prepare_methods
+
+    if not args.pairs and not args.video:
+        raise ConfigError("give --pairs DIR and/or --video DIR")
+    if args.detect and not args.pairs:
+        raise ConfigError("--detect needs --pairs (a folder with labels/, e.g. ../shared/data/pairs/dev/msrs)")
+    cfg = EvalConfig(backend=args.backend, threads=args.threads, jobs=args.jobs, grid_images=args.grid,
+                     speed=not args.no_speed)
+    methods = prepare_methods([parse_method(s) for s in args.methods], cfg)
+    result: dict = {}
+    if args.pairs and not args.no_metrics:
+        result = evaluate_pairs(args.pairs, methods, cfg, progress=not args.quiet)
+    if args.video:
+        result["video"] = evaluate_video(args.video, methods, max_frames=args.max_frames)
+    if args.detect:
+        result["detection"] = evaluate_detection(args.pairs, methods)
+    if args.report:
+        files = write_report(args.report, result)
+        print(f"report: {', '.join(str(f) for f in files)}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(to_json({k: v for k, v in result.items() if k != "per_image" or args.per_image}),
+                         indent=1, allow_nan=False))
+    else:
+        print(markdown_tables(result))
+    return 0
 
 
 def register(subparsers) -> None:
-    """Add this stage's commands to the ``fusion-ros`` parser."""
+    """Add ``fuse`` and ``eval`` to the ``fusion-ros`` parser."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    class _Fmt(fmt, argparse.RawDescriptionHelpFormatter):
+        pass
+
+    p = subparsers.add_parser("fuse", help="fuse a folder of IR/VIS pairs or a clip into PNGs with a student model",
+                              formatter_class=_Fmt, epilog=FUSE_EPILOG)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pairs", metavar="DIR", help="folder with ir/ + vi/ (or a tree of such datasets); "
+                     "independent images: memory reset per pair")
+    src.add_argument("--video", nargs=2, metavar=("IR", "VI"), help="a clip: two frame folders or two video files; "
+                     "memory carried from frame to frame")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (dataset sub-folders mirrored)")
+    p.add_argument("--model", default="", help="student .onnx/.pt, or lite/default; empty = shipped lite")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
+                   help="inference backend")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="fp16 applies on GPU backends")
+    p.add_argument("--threads", type=int, default=0, help="CPU inference threads, 0 = all cores")
+    p.add_argument("--no-memory", action="store_true", help="fuse every video frame on its own (no streaming memory)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_fuse)
+
+    e = subparsers.add_parser("eval", help="fusion metrics, flicker and detector mAP of methods, side by side",
+                              formatter_class=_Fmt, epilog=EVAL_EPILOG)
+    e.add_argument("--pairs", metavar="DIR", help="pairs folder (dataset or tree of datasets)")
+    e.add_argument("--methods", nargs="+", default=["lite"], metavar="SPEC", help="methods to compare (see below)")
+    e.add_argument("--video", metavar="DIR", help="clips folder (e.g. video/dev): flicker of students with and "
+                   "without memory, the visible input and copy-ir")
+    e.add_argument("--detect", action="store_true", help="detector mAP@0.5 on visible vs fused (pairs with labels/)")
+    e.add_argument("--no-metrics", action="store_true", help="skip the per-pair fusion metrics")
+    e.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+    e.add_argument("--per-image", action="store_true", help="include per-image rows in the JSON")
+    e.add_argument("--report", metavar="DIR", default="", help="write report.md, per_image.csv, grid.png, "
+                   "flicker.png, results.json here")
+    e.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch", "tensorrt"),
+                   help="inference backend for students")
+    e.add_argument("--threads", type=int, default=0, help="CPU inference threads for students, 0 = all cores")
+    e.add_argument("--jobs", type=int, default=0, help="metric worker processes, 0 = min(2, CPUs), 1 = none")
+    e.add_argument("--grid", type=int, default=4, help="pairs shown in grid.png")
+    e.add_argument("--max-frames", type=int, default=0, help="frames per clip for --video, 0 = all")
+    e.add_argument("--no-speed", action="store_true", help="skip the bench timing of students")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=_cmd_eval)

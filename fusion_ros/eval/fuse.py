@@ -1,0 +1,142 @@
+"""Batch fusion of image pairs and clips through :class:`fusion_ros.pipeline.fuser.Fuser`.
+
+Pairs are independent images: the streaming memory (and the thermal AGC) are reset before each pair.
+A clip is fused frame by frame with the memory carried from frame to frame (unless switched off).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from fusion_ros.errors import ConfigError, FusionError
+from fusion_ros.eval.data import Pair, find_pairs, iter_frames, read_ir, read_vis, write_rgb
+
+__all__ = ["StudentConfig", "make_fuser", "fuse_pair", "fuse_pairs", "iter_fused_clip", "fuse_video"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Which student model runs and how.
+
+    Attributes:
+        model_path: .onnx (sidecar .json/.pt beside it) or .pt; "", "lite" or "default" = a shipped model.
+        backend: engine backend: auto | onnxruntime | torch | tensorrt.
+        precision: fp32 | fp16 (fp16 only on GPU backends).
+        threads: CPU inference threads, 0 = all cores.
+        use_memory: carry the streaming memory between frames of a clip.
+    """
+
+    model_path: str = ""
+    backend: str = "auto"
+    precision: str = "fp32"
+    threads: int = 0
+    use_memory: bool = True
+
+    def __post_init__(self) -> None:
+        if self.threads < 0:
+            raise ConfigError(f"threads={self.threads} must be >= 0 (0 = all cores)")
+        if self.model_path not in ("", "lite", "default") and not Path(self.model_path).expanduser().is_file():
+            raise ConfigError(f"model_path={self.model_path!r} does not exist; pass an .onnx or .pt file "
+                              "(e.g. models/fusion_lite.onnx) or leave it empty for the shipped model")
+
+
+def make_fuser(cfg: StudentConfig = StudentConfig()):
+    """Build engine backend + :class:`Fuser` for a student model (heavy imports happen here)."""
+    from fusion_ros.engine import EngineConfig, create_backend
+    from fusion_ros.pipeline.fuser import Fuser, FuserConfig
+
+    backend = create_backend(EngineConfig(model_path=cfg.model_path, backend=cfg.backend, precision=cfg.precision,
+                                          threads=cfg.threads))
+    log.info("student %s on %s (%s)", cfg.model_path or "<shipped lite>", backend.name, backend.precision)
+    return Fuser(backend, FuserConfig(use_memory=cfg.use_memory))
+
+
+def fuse_pair(fuser, pair: Pair) -> np.ndarray:
+    """Fuse one independent pair (memory and AGC reset first); (H, W, 3) uint8 RGB at the visible size."""
+    fuser.reset()
+    return fuser.step(read_ir(pair.ir_path), read_vis(pair.vi_path))
+
+
+def _progress(it, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, total=total, desc=desc, unit="img")
+
+
+def fuse_pairs(pairs_root: str | Path, out_dir: str | Path, fuser, progress: bool = True) -> list[Path]:
+    """Fuse every pair under ``pairs_root`` into ``out_dir/<dataset>/<stem>.png``.
+
+    Args:
+        pairs_root: a dataset folder (ir/ + vi/) or a tree of them.
+        out_dir: output root; the dataset sub-folders of ``pairs_root`` are mirrored.
+        fuser: a :class:`Fuser`.
+        progress: show a tqdm bar on stderr.
+
+    Returns:
+        The written files.
+    """
+    pairs = find_pairs(pairs_root)
+    out_dir = Path(out_dir)
+    written = []
+    for pair in _progress(pairs, len(pairs), "fuse", progress):
+        path = out_dir / pair.subdir / f"{pair.stem}.png"
+        write_rgb(path, fuse_pair(fuser, pair))
+        written.append(path)
+    return written
+
+
+def iter_fused_clip(ir_src: str | Path, vi_src: str | Path, fuser,
+                    on_frame: Callable[[float], None] | None = None) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """Fuse a clip frame by frame, memory carried as configured in the fuser.
+
+    Args:
+        ir_src: thermal frame folder or video file.
+        vi_src: visible frame folder or video file (frame i goes with thermal frame i).
+        fuser: a :class:`Fuser`; it is reset once at the start of the clip.
+        on_frame: called with the step time in seconds of each frame.
+
+    Yields:
+        (frame name, thermal (h, w), visible (H, W, 3) RGB, fused (H, W, 3) RGB).
+    """
+    fuser.reset()
+    ir_it, vi_it = iter_frames(ir_src, "ir"), iter_frames(vi_src, "vi")
+    n = 0
+    for (_, ir), (name, vi) in zip(ir_it, vi_it):
+        t0 = time.perf_counter()
+        fused = fuser.step(ir, vi)
+        if on_frame:
+            on_frame(time.perf_counter() - t0)
+        n += 1
+        yield name, ir, vi, fused
+    leftover = sum(1 for _ in ir_it) + sum(1 for _ in vi_it)
+    if leftover:
+        log.warning("%s / %s: frame counts differ, %d unpaired frames ignored after %d pairs",
+                    ir_src, vi_src, leftover, n)
+    if n == 0:
+        raise FusionError(f"no frame pair in {ir_src} + {vi_src}")
+
+
+def fuse_video(ir_src: str | Path, vi_src: str | Path, out_dir: str | Path, fuser, progress: bool = True) -> list[Path]:
+    """Fuse a clip into ``out_dir/<frame>.png`` (frame folder names are kept, video frames numbered 0000...)."""
+    out_dir = Path(out_dir)
+    written = []
+    total = None
+    if Path(vi_src).is_dir():
+        from fusion_ros.eval.data import list_frames
+
+        total = len(list_frames(vi_src))
+    for name, _, _, fused in _progress(iter_fused_clip(ir_src, vi_src, fuser), total, "fuse", progress):
+        path = out_dir / f"{name}.png"
+        write_rgb(path, fused)
+        written.append(path)
+    return written

@@ -1,0 +1,427 @@
+"""``fusion-ros eval``: score fusion methods on pairs (metrics, detector) and clips (flicker), side by side.
+
+A method is one of:
+
+* a folder of fused images (``NAME=DIR``): ``DIR/<dataset>/<stem>.*`` or ``DIR/<stem>.*``; grey images
+  are fused luminances (the teachers' format) and are recoloured with the visible chroma when a colour
+  image is needed (detector, grid);
+* a student model (``NAME=PATH.onnx|.pt``, or ``lite`` / ``default`` for the shipped ones) run through
+  the engine and :class:`~fusion_ros.pipeline.fuser.Fuser` (memory reset before every independent pair);
+* a baseline: ``copy-vis`` (the visible image itself), ``copy-ir`` (the thermal image itself),
+  ``teacher-mean`` (pixel mean of every folder method) or ``NAME=teacher-mean:A,B`` (of the named ones).
+
+Baselines are always added, because MI, VIF and SSIM rank a copied source at or above real fusers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fusion_ros.errors import ConfigError, FusionError
+from fusion_ros.eval import metrics as M
+from fusion_ros.eval.data import Pair, find_clips, find_output, find_pairs, iter_frames, read_ir, read_rgb_or_gray, \
+    read_vis, recolour
+
+__all__ = ["Method", "EvalConfig", "parse_method", "evaluate_pairs", "evaluate_video", "evaluate_detection",
+           "BASELINES"]
+
+log = logging.getLogger(__name__)
+
+BASELINES = ("copy-vis", "copy-ir")
+_MODEL_EXTS = (".onnx", ".pt")
+
+
+@dataclass
+class Method:
+    """One row of the tables.
+
+    Attributes:
+        name: row label.
+        kind: "folder", "student", "copy-vis", "copy-ir" or "teacher-mean".
+        source: folder or model path (students: "", "lite", "default" or a file).
+        members: folder-method names averaged by "teacher-mean" (empty = every folder method).
+    """
+
+    name: str
+    kind: str
+    source: str = ""
+    members: tuple[str, ...] = ()
+    fuser: object | None = field(default=None, repr=False)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.kind in BASELINES
+
+    def describe(self) -> dict:
+        d = {"kind": self.kind, "source": self.source}
+        if self.kind == "teacher-mean":
+            d["members"] = list(self.members)
+        return d
+
+
+def parse_method(spec: str) -> Method:
+    """Parse ``NAME=PATH``, ``PATH``, ``copy-vis``, ``copy-ir``, ``teacher-mean[:A,B]``, ``lite``, ``default``.
+
+    Raises:
+        ConfigError: unknown builtin or a path that does not exist.
+    """
+    name, sep, src = spec.partition("=")
+    if not sep:
+        src = spec
+        name = Path(spec.rstrip("/")).name if spec not in ("lite", "default") else f"student-{spec}"
+        if Path(spec).suffix in _MODEL_EXTS:
+            name = Path(spec).stem
+        name = name.split(":")[0] if src.startswith("teacher-mean") else name
+    if not name:
+        raise ConfigError(f"method {spec!r} has an empty name; use NAME=PATH")
+    if src in BASELINES:
+        return Method(name, src)
+    if src.startswith("teacher-mean"):
+        members = tuple(m for m in src.partition(":")[2].split(",") if m)
+        return Method(name, "teacher-mean", src, members)
+    if src in ("lite", "default"):
+        return Method(name, "student", src)
+    p = Path(src).expanduser()
+    if p.is_dir():
+        return Method(name, "folder", str(p))
+    if p.is_file() and p.suffix in _MODEL_EXTS:
+        return Method(name, "student", str(p))
+    raise ConfigError(f"method {spec!r}: {src!r} is not a folder of fused images, an .onnx/.pt model, "
+                      f"or one of {', '.join(BASELINES)}, teacher-mean[:A,B], lite, default")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation settings.
+
+    Attributes:
+        backend: engine backend for student methods (auto | onnxruntime | torch | tensorrt).
+        threads: CPU inference threads for students, 0 = all cores.
+        jobs: metric worker processes, 0 = min(2, CPU count); 1 = compute in this process.
+        metrics: metric names to compute (subset of fusion_ros.eval.metrics.METRICS).
+        grid_images: pairs shown in the grid PNG (first of each dataset first), >= 0.
+        add_baselines: add copy-vis and copy-ir rows when they were not asked for.
+        speed: time students with the bench (480x640, median of 20) for the speed column.
+    """
+
+    backend: str = "auto"
+    threads: int = 0
+    jobs: int = 0
+    metrics: tuple[str, ...] = M.METRICS
+    grid_images: int = 4
+    add_baselines: bool = True
+    speed: bool = True
+
+    def __post_init__(self) -> None:
+        if self.jobs < 0:
+            raise ConfigError(f"jobs={self.jobs} must be >= 0 (0 = min(2, CPUs))")
+        if self.grid_images < 0:
+            raise ConfigError(f"grid_images={self.grid_images} must be >= 0")
+        bad = [m for m in self.metrics if m not in M.METRICS]
+        if bad:
+            raise ConfigError(f"metrics {bad} unknown; choose from {', '.join(M.METRICS)}")
+
+
+def prepare_methods(methods: list[Method], cfg: EvalConfig) -> list[Method]:
+    """Add baselines, check teacher-mean members, build the students' fusers (memory off: pairs are stills)."""
+    from fusion_ros.eval.fuse import StudentConfig, make_fuser
+
+    names = [m.name for m in methods]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"method names must be unique, got {names}")
+    out = list(methods)
+    if cfg.add_baselines:
+        for b in BASELINES:
+            if not any(m.kind == b for m in out):
+                out.append(Method(b, b))
+    folders = {m.name for m in out if m.kind == "folder"}
+    for m in out:
+        if m.kind == "teacher-mean":
+            if not m.members:
+                m.members = tuple(sorted(folders))
+            missing = [x for x in m.members if x not in folders]
+            if missing or not m.members:
+                raise ConfigError(f"{m.name}: teacher-mean needs folder methods to average; unknown {missing}, "
+                                  f"folder methods given: {sorted(folders)}")
+        if m.kind == "student" and m.fuser is None:
+            m.fuser = make_fuser(StudentConfig(model_path=m.source, backend=cfg.backend, threads=cfg.threads,
+                                               use_memory=False))
+    return out
+
+
+def method_output(m: Method, pair: Pair, ir: np.ndarray, vis: np.ndarray,
+                  cache: dict[str, np.ndarray | None]) -> np.ndarray | None:
+    """A method's fused image for one pair: (H, W) grey luma or (H, W, 3) RGB uint8; None if it has none."""
+    if m.kind == "copy-vis":
+        return vis
+    if m.kind == "copy-ir":
+        return ir if ir.dtype == np.uint8 else cv2.normalize(ir, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if m.kind == "folder":
+        p = find_output(Path(m.source), pair)
+        if p is None:
+            return None
+        out = read_rgb_or_gray(p)
+        if out.shape[:2] != vis.shape[:2]:
+            raise FusionError(f"{p}: size {out.shape[1]}x{out.shape[0]} differs from the visible image "
+                              f"{vis.shape[1]}x{vis.shape[0]} of {pair.key}")
+        return out
+    if m.kind == "teacher-mean":
+        parts = [cache.get(x) for x in m.members]
+        if any(p is None for p in parts):
+            return None
+        return np.clip(np.rint(np.mean([M.to_gray(p) for p in parts], axis=0)), 0, 255).astype(np.uint8)
+    if m.kind == "student":
+        m.fuser.reset()
+        return m.fuser.step(ir, vis)
+    raise ConfigError(f"unknown method kind {m.kind!r}")
+
+
+def as_rgb(img: np.ndarray, vis: np.ndarray) -> np.ndarray:
+    """A method output as RGB: a grey luma gets the visible chroma."""
+    return recolour(img, vis) if img.ndim == 2 else img
+
+
+def _score(key: str, outs: dict[str, np.ndarray], ir: np.ndarray, vis: np.ndarray,
+           metrics: tuple[str, ...]) -> tuple[str, dict[str, dict[str, float]]]:
+    return key, {name: M.compute_all(f, ir, vis, metrics) for name, f in outs.items()}
+
+
+def _worker_init() -> None:
+    cv2.setNumThreads(1)
+
+
+def _mean_rows(rows: list[dict[str, float]], metrics: tuple[str, ...]) -> dict[str, float]:
+    out = {"n": len(rows)}
+    for k in metrics:
+        out[k] = float(np.mean([r[k] for r in rows])) if rows else float("nan")
+    return out
+
+
+def evaluate_pairs(pairs_root: str | Path, methods: list[Method], cfg: EvalConfig = EvalConfig(),
+                   progress: bool = True) -> dict:
+    """Score every method on every pair under ``pairs_root``.
+
+    Args:
+        pairs_root: a dataset folder or a tree of them.
+        methods: prepared methods (see :func:`prepare_methods`).
+        cfg: evaluation settings.
+        progress: tqdm bar on stderr.
+
+    Returns:
+        JSON-ready dict: ``per_image`` rows, ``per_dataset[dataset][method]`` and ``overall[method]`` means
+        (``overall`` over the pairs every method has, so rows compare the same images; ``n`` says how many),
+        ``speed_ms`` for students, plus ``grid`` (pairs and images for the report, not serialised).
+    """
+    pairs = find_pairs(pairs_root)
+    jobs = cfg.jobs or min(2, os.cpu_count() or 1)
+    grid_keys = _grid_pairs(pairs, cfg.grid_images)
+    grid: list[tuple[Pair, np.ndarray, np.ndarray, dict[str, np.ndarray | None]]] = []
+    step_ms: dict[str, list[float]] = {m.name: [] for m in methods if m.kind == "student"}
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    pool = ProcessPoolExecutor(jobs, initializer=_worker_init,
+                               mp_context=__import__("multiprocessing").get_context("spawn")) if jobs > 1 else None
+    pending: list[Future] = []
+    it = pairs
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(pairs, desc="eval", unit="pair")
+    t_start = time.perf_counter()
+    try:
+        for pair in it:
+            ir, vis = read_ir(pair.ir_path), read_vis(pair.vi_path)
+            if ir.shape[:2] != vis.shape[:2]:
+                raise FusionError(f"{pair.key}: IR {ir.shape[:2]} and VIS {vis.shape[:2]} differ in size; "
+                                  "eval expects registered pairs")
+            outs: dict[str, np.ndarray | None] = {}
+            for m in methods:
+                t0 = time.perf_counter()
+                outs[m.name] = method_output(m, pair, ir, vis, outs)
+                if m.kind == "student":
+                    step_ms[m.name].append((time.perf_counter() - t0) * 1e3)
+            if pair.key in grid_keys:
+                grid.append((pair, ir, vis, dict(outs)))
+            # Send grey images only: the metrics work on luma and this halves the pickling.
+            g_outs = {k: M.to_gray(v).astype(np.uint8) for k, v in outs.items() if v is not None}
+            g_ir = M.to_gray(ir if ir.dtype == np.uint8 else outs_copy_ir(ir)).astype(np.uint8)
+            g_vis = M.to_gray(vis).astype(np.uint8)
+            if pool is None:
+                k, r = _score(pair.key, g_outs, g_ir, g_vis, cfg.metrics)
+                results[k] = r
+            else:
+                pending.append(pool.submit(_score, pair.key, g_outs, g_ir, g_vis, cfg.metrics))
+                if len(pending) > 4 * jobs:
+                    k, r = pending.pop(0).result()
+                    results[k] = r
+        for f in pending:
+            k, r = f.result()
+            results[k] = r
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    elapsed = time.perf_counter() - t_start
+
+    per_image = []
+    by_key = {p.key: p for p in pairs}
+    for key, res in results.items():
+        for name, vals in res.items():
+            per_image.append({"dataset": by_key[key].dataset, "image": by_key[key].stem, "method": name, **vals})
+    names = [m.name for m in methods]
+    datasets = sorted({p.dataset for p in pairs})
+    per_dataset = {}
+    for ds in datasets:
+        per_dataset[ds] = {n: _mean_rows([r for r in per_image if r["dataset"] == ds and r["method"] == n],
+                                                cfg.metrics) for n in names}
+    common = [k for k, r in results.items() if all(n in r for n in names)]
+    overall = {n: _mean_rows([results[k][n] for k in common], cfg.metrics) for n in names}
+    speed = {}
+    for m in methods:
+        if m.kind == "student":
+            speed[m.name] = {"fuse_median_ms_dev_sizes": round(statistics.median(step_ms[m.name]), 2)
+                             if step_ms[m.name] else None}
+            if cfg.speed:
+                speed[m.name].update(_bench_student(m, cfg))
+    return {
+        "pairs_root": str(pairs_root), "n_pairs": len(pairs), "n_common": len(common),
+        "metrics": list(cfg.metrics), "methods": {m.name: m.describe() for m in methods},
+        "baselines": [m.name for m in methods if m.is_baseline],
+        "per_dataset": per_dataset, "overall": overall, "speed_ms": speed,
+        "per_image": per_image, "seconds": round(elapsed, 1), "jobs": jobs,
+        "grid": grid,
+    }
+
+
+def outs_copy_ir(ir: np.ndarray) -> np.ndarray:
+    """16-bit thermal stretched to 8 bits (min-max) for the metrics' uint8 range."""
+    return cv2.normalize(ir, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+
+
+def _bench_student(m: Method, cfg: EvalConfig) -> dict:
+    """The network issue's bench for a student at 480x640 (median of 20 runs after 3 warm-up runs)."""
+    try:
+        from fusion_ros.eval.bench import bench_one
+
+        rows = bench_one(cfg.backend, m.source, [(480, 640)], runs=20, warmup=3, precision="fp32",
+                         threads=cfg.threads)
+        return {"bench_480x640_median_ms": rows[0]["median_ms"], "bench_backend": rows[0].get("backend", cfg.backend)}
+    except (ImportError, FusionError) as exc:
+        log.warning("speed column unavailable for %s: %s", m.name, exc)
+        return {}
+
+
+def _grid_pairs(pairs: list[Pair], n: int) -> set[str]:
+    """Up to ``n`` pairs, round-robin over datasets so each dataset shows up."""
+    by_ds: dict[str, list[Pair]] = {}
+    for p in pairs:
+        by_ds.setdefault(p.dataset, []).append(p)
+    chosen: list[str] = []
+    i = 0
+    while len(chosen) < n and any(i < len(v) for v in by_ds.values()):
+        for v in by_ds.values():
+            if i < len(v) and len(chosen) < n:
+                chosen.append(v[i].key)
+        i += 1
+    return set(chosen)
+
+
+def _load_clip(ir_src: Path, vi_src: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    irs = [f for _, f in iter_frames(ir_src, "ir")]
+    vis = [f for _, f in iter_frames(vi_src, "vi")]
+    n = min(len(irs), len(vis))
+    if len(irs) != len(vis):
+        log.warning("%s: %d IR vs %d VIS frames; using the first %d", ir_src.parent, len(irs), len(vis), n)
+    return irs[:n], vis[:n]
+
+
+def evaluate_video(video_root: str | Path, methods: list[Method], max_frames: int = 0) -> dict:
+    """Flicker and warping error per clip for the visible input, copy-ir, and every student with and
+    without its streaming memory (DIS flow of the visible stream, shared by all rows).
+
+    Args:
+        video_root: a clip folder or a folder of clips (frame folders or ir.mp4 + vi.mp4).
+        methods: prepared methods; only students (and copy-ir) can run on clips.
+        max_frames: use at most this many frames per clip, 0 = all.
+
+    Returns:
+        {"clips": {clip: {row: TemporalResult dict}}, "mean": {row: {"flicker", "warping_error"}}}.
+    """
+    from fusion_ros.eval.temporal import compute_flow, temporal_metrics
+
+    clips = {}
+    for name, ir_src, vi_src in find_clips(video_root):
+        irs, vis = _load_clip(ir_src, vi_src)
+        if max_frames:
+            irs, vis = irs[:max_frames], vis[:max_frames]
+        flow = compute_flow(vis)
+        rows = {"visible": temporal_metrics(vis, vis, flow)}
+        rows["copy-ir"] = temporal_metrics([ir if ir.dtype == np.uint8 else outs_copy_ir(ir) for ir in irs], vis, flow)
+        for m in methods:
+            if m.kind != "student":
+                continue
+            for mem in (True, False):
+                fuser = m.fuser
+                old = fuser.cfg
+                from dataclasses import replace
+
+                fuser.configure(replace(old, use_memory=mem))
+                fuser.reset()
+                fused = [fuser.step(t, v) for t, v in zip(irs, vis)]
+                fuser.configure(old)
+                rows[f"{m.name} ({'memory' if mem else 'no memory'})"] = temporal_metrics(fused, vis, flow)
+        clips[name] = {k: v.to_dict() for k, v in rows.items()}
+        log.info("clip %s: %s", name, {k: round(v["flicker"], 3) for k, v in clips[name].items()})
+    rows = list(next(iter(clips.values())))
+    mean = {r: {"flicker": float(np.mean([c[r]["flicker"] for c in clips.values()])),
+                "warping_error": float(np.mean([c[r]["warping_error"] for c in clips.values()]))} for r in rows}
+    return {"video_root": str(video_root), "clips": clips, "mean": mean}
+
+
+def evaluate_detection(pairs_root: str | Path, methods: list[Method], detector=None) -> dict:
+    """mAP@0.5 of a frozen RGB detector on the visible image and on each method's fused image.
+
+    Only pairs whose dataset folder has a ``labels/`` folder (YOLO txt) count. A method that has no output
+    for some labelled pair is left out (its mAP would be over other images).
+
+    Args:
+        pairs_root: pairs root (e.g. pairs/dev or pairs/dev/msrs).
+        methods: prepared methods.
+        detector: callable RGB -> detections; default SSD-MobileNet-v2-COCO.
+
+    Returns:
+        {"n_images": N, "rows": {"visible": {person, bicycle, car, mAP}, method: {...}}, "skipped": [...]}.
+    """
+    from fusion_ros.eval.detection import SSDMobileNetDetector, evaluate_map, read_yolo_labels
+
+    pairs = [p for p in find_pairs(pairs_root) if (p.vi_path.parent.parent / "labels").is_dir()]
+    if not pairs:
+        raise FusionError(f"no labelled pairs under {pairs_root}: --detect needs <dataset>/labels/<stem>.txt (YOLO)")
+    detector = detector or SSDMobileNetDetector()
+    labels, dets = {}, {"visible": {}}
+    skipped = set()
+    for pair in pairs:
+        ir, vis = read_ir(pair.ir_path), read_vis(pair.vi_path)
+        labels[pair.key] = read_yolo_labels(pair.vi_path.parent.parent / "labels" / f"{pair.stem}.txt",
+                                            vis.shape[1], vis.shape[0])
+        dets["visible"][pair.key] = detector(vis)
+        outs: dict[str, np.ndarray | None] = {}
+        for m in methods:
+            if m.kind == "copy-vis":
+                continue
+            outs[m.name] = method_output(m, pair, ir, vis, outs)
+            if outs[m.name] is None:
+                skipped.add(m.name)
+                continue
+            img = outs[m.name]
+            rgb = np.repeat(img[..., None], 3, 2) if m.kind == "copy-ir" else as_rgb(img, vis)
+            dets.setdefault(m.name, {})[pair.key] = detector(rgb)
+    rows = {name: evaluate_map(d, labels) for name, d in dets.items() if name not in skipped}
+    return {"pairs_root": str(pairs_root), "n_images": len(pairs), "rows": rows, "skipped": sorted(skipped)}
