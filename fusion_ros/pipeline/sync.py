@@ -10,7 +10,7 @@ with ``thermal=None`` and counted as a pairing drop, so the caller decides what 
 When an RGB frame arrives and the newest thermal is older than it, a newer thermal frame could still be
 closer. The frame is held only while that is plausible: it is released at once when the next thermal frame,
 expected one thermal period (estimated from the stamps) after the newest one, would be farther away than the
-current best; otherwise it waits for that thermal frame, at most ``max_wait_s`` of arrival time.
+current best; otherwise it waits for that thermal frame, at most ``sync_max_wait_s`` of arrival time.
 
 Example:
     >>> s = ApproxTimeSync(SyncConfig(approximate_sync_slop_s=0.05))
@@ -49,7 +49,7 @@ class SyncConfig:
     queue_size: int = field(default=10, metadata={
         "doc": "messages buffered per stream for pairing", "range": (1, 1000)})
     # Longest an RGB frame waits (arrival time) for a closer thermal frame, seconds, >= 0.
-    max_wait_s: float = field(default=0.1, metadata={
+    sync_max_wait_s: float = field(default=0.1, metadata={
         "doc": "longest an RGB frame is held waiting for a closer thermal frame, s (bounds added latency)",
         "range": (0.0, 10.0)})
 
@@ -58,8 +58,8 @@ class SyncConfig:
             raise ConfigError(f"approximate_sync_slop_s={self.approximate_sync_slop_s} must be > 0 seconds")
         if int(self.queue_size) != self.queue_size or self.queue_size < 1:
             raise ConfigError(f"queue_size={self.queue_size} must be an integer >= 1")
-        if not self.max_wait_s >= 0:
-            raise ConfigError(f"max_wait_s={self.max_wait_s} must be >= 0 seconds")
+        if not self.sync_max_wait_s >= 0:
+            raise ConfigError(f"sync_max_wait_s={self.sync_max_wait_s} must be >= 0 seconds")
 
 
 @dataclass
@@ -149,7 +149,7 @@ class ApproxTimeSync:
         out = []
         while self._rgb:
             p = self._rgb[0]
-            if not (self._decided(p) or now - p.arrival >= self.cfg.max_wait_s):
+            if not (self._decided(p) or now - p.arrival >= self.cfg.sync_max_wait_s):
                 break
             out.append(self._release(self._rgb.popleft()))
         return out

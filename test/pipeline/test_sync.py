@@ -52,7 +52,7 @@ def test_no_thermal_within_slop_counts_a_drop():
 
 
 def test_wait_is_bounded_by_max_wait():
-    sync = ApproxTimeSync(SyncConfig(max_wait_s=0.05))
+    sync = ApproxTimeSync(SyncConfig(sync_max_wait_s=0.05))
     sync.add_thermal(0.0, "t0", arrival=0.0)
     assert sync.add_rgb(0.01, "r0", arrival=0.01) == []    # a closer thermal frame may still come
     assert sync.poll(0.03) == []

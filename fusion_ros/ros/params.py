@@ -1,0 +1,226 @@
+"""The node's ROS parameters, declared in one place from the typed dataclasses.
+
+Every parameter is a field of :class:`~fusion_ros.engine.EngineConfig`, :class:`~fusion_ros.pipeline.FuserConfig`,
+:class:`~fusion_ros.pipeline.SyncConfig` or :class:`NodeConfig`; the defaults live only there. This module
+derives the ROS type, the ``ParameterDescriptor`` (description, range, read-only) and the README table
+from those fields, reads the values once at configure, and validates live updates.
+
+``parameter_specs()`` and ``parameter_table_markdown()`` do not import rclpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from fusion_ros.engine import BACKENDS, PRECISIONS, EngineConfig
+from fusion_ros.errors import ConfigError
+from fusion_ros.pipeline.fuser import FuserConfig
+from fusion_ros.pipeline.image_codec import RGB_ENCODINGS
+from fusion_ros.pipeline.sync import SyncConfig
+
+__all__ = ["NodeConfig", "NodeSettings", "ParamSpec", "parameter_specs", "parameter_table_markdown",
+           "declare_parameters", "read_parameters", "apply_parameter_changes"]
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Node-level settings (sensor-loss handling, output, diagnostics)."""
+
+    # Thermal silent longer than this (arrival time, s, > 0) -> RGB passed through unchanged.
+    thermal_timeout_s: float = field(default=0.5, metadata={
+        "doc": "thermal silent longer than this (s) -> RGB published unchanged (passthrough), WARN in /diagnostics",
+        "range": (0.01, 60.0)})
+    # Output encoding; "" = the RGB input's encoding.
+    output_encoding: str = field(default="", metadata={
+        "doc": "encoding of fused/image_raw; empty = the RGB input's encoding (" + ", ".join(RGB_ENCODINGS) + ")"})
+    # Zero-stamped frames: False = counted and dropped; True = paired by arrival time (header kept as is).
+    use_arrival_time_for_zero_stamps: bool = field(default=False, metadata={
+        "doc": "pair frames whose header stamp is zero by their arrival time instead of dropping them"})
+    # /diagnostics period, s (> 0).
+    diagnostics_period_s: float = field(default=1.0, metadata={
+        "doc": "period of /diagnostics (published whether or not anyone subscribes), s",
+        "range": (0.05, 60.0), "read_only": True})
+    # Configure + activate at start-up (ros2 run); False = wait for lifecycle transitions.
+    autostart: bool = field(default=True, metadata={
+        "doc": "configure and activate at start-up; false = wait for lifecycle transitions (ros2 lifecycle set)",
+        "read_only": True})
+
+    def __post_init__(self) -> None:
+        if not self.thermal_timeout_s > 0:
+            raise ConfigError(f"thermal_timeout_s={self.thermal_timeout_s} must be > 0 seconds")
+        if self.output_encoding and self.output_encoding not in RGB_ENCODINGS:
+            raise ConfigError(f"output_encoding '{self.output_encoding}' unsupported; use '' (same as the RGB input) "
+                              f"or one of {', '.join(RGB_ENCODINGS)}")
+        if not self.diagnostics_period_s > 0:
+            raise ConfigError(f"diagnostics_period_s={self.diagnostics_period_s} must be > 0 seconds")
+
+
+# Engine fields are the lead's EngineConfig; their ROS names and descriptions are set here.
+_ENGINE_PARAMS = {
+    # ros name: (EngineConfig field, description, choices)
+    "model_path": ("model_path", "fusion model (.onnx with its .json/.pt sidecars); empty = the shipped lite model",
+                   None),
+    "backend": ("backend", "inference backend", BACKENDS),
+    "precision": ("precision", "inference precision (fp16 on GPU backends)", PRECISIONS),
+    "engine_cache_dir": ("cache_dir", "where TensorRT engines and timing caches are cached", None),
+    "device": ("device", "device for the torch / onnxruntime backends", ("auto", "cpu", "cuda")),
+    "threads": ("threads", "CPU threads for inference; 0 = all cores", None),
+}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One declared parameter."""
+
+    name: str
+    group: str                      # engine | fuser | sync | node
+    field: str                      # field of the group's dataclass
+    type: str                       # bool | integer | double | string | double_array | integer_array
+    default: Any
+    description: str
+    range: tuple[float, float] | None = None
+    choices: tuple[str, ...] | None = None
+    read_only: bool = False
+
+
+_GROUPS = {"engine": EngineConfig, "fuser": FuserConfig, "sync": SyncConfig, "node": NodeConfig}
+
+
+def _ros_type(hint: Any) -> str:
+    if hint is bool:
+        return "bool"
+    if hint is int:
+        return "integer"
+    if hint is float:
+        return "double"
+    if hint is str:
+        return "string"
+    if typing.get_origin(hint) in (tuple, list):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return "integer_array" if args and args[0] is int else "double_array"
+    raise TypeError(f"no ROS parameter type for {hint!r}")
+
+
+def _ros_value(value: Any, typ: str) -> Any:
+    if typ == "double_array":
+        return [float(v) for v in value]
+    if typ == "integer_array":
+        return [int(v) for v in value]
+    return value
+
+
+def parameter_specs() -> list[ParamSpec]:
+    """All node parameters in declaration order (engine, pipeline, sync, node)."""
+    specs: list[ParamSpec] = []
+    eng_hints = typing.get_type_hints(EngineConfig)
+    eng_defaults = EngineConfig()
+    for name, (fname, doc, choices) in _ENGINE_PARAMS.items():
+        typ = _ros_type(eng_hints[fname])
+        specs.append(ParamSpec(name, "engine", fname, typ, _ros_value(getattr(eng_defaults, fname), typ),
+                               doc + " (built/loaded at configure)", None,
+                               tuple(choices) if choices else None, read_only=True))
+    for group in ("fuser", "sync", "node"):
+        cls = _GROUPS[group]
+        hints = typing.get_type_hints(cls)
+        defaults = cls()
+        for f in dataclasses.fields(cls):
+            typ = _ros_type(hints[f.name])
+            meta = f.metadata
+            specs.append(ParamSpec(f.name, group, f.name, typ, _ros_value(getattr(defaults, f.name), typ),
+                                   meta.get("doc", ""), meta.get("range"), None, bool(meta.get("read_only", False))))
+    return specs
+
+
+def parameter_table_markdown() -> str:
+    """The README parameter table (image_proc ``components.rst`` style: name, type, default, meaning)."""
+    rows = ["| parameter | type | default | description |", "|---|---|---|---|"]
+    for s in parameter_specs():
+        default = f"`{s.default!r}`" if s.type != "string" else f"`\"{s.default}\"`"
+        extra = []
+        if s.choices:
+            extra.append("one of " + ", ".join(f"`{c}`" for c in s.choices))
+        if s.range:
+            extra.append(f"range [{s.range[0]:g}, {s.range[1]:g}]")
+        if s.read_only:
+            extra.append("read-only")
+        desc = s.description + (f" ({'; '.join(extra)})" if extra else "")
+        rows.append(f"| `{s.name}` | {s.type} | {default} | {desc} |")
+    return "\n".join(rows)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Validated settings of every group."""
+
+    engine: EngineConfig
+    fuser: FuserConfig
+    sync: SyncConfig
+    node: NodeConfig
+
+
+def _build(values: dict[str, Any]) -> NodeSettings:
+    """Build every config from ``{param name: value}``; a ConfigError names the parameter."""
+    specs = parameter_specs()
+    kwargs: dict[str, dict[str, Any]] = {g: {} for g in _GROUPS}
+    for s in specs:
+        v = values[s.name]
+        if s.choices and v not in s.choices:
+            raise ConfigError(f"parameter '{s.name}' = {v!r} invalid; expected one of {', '.join(s.choices)}")
+        if s.range and not s.range[0] <= v <= s.range[1]:
+            raise ConfigError(f"parameter '{s.name}' = {v!r} out of range [{s.range[0]}, {s.range[1]}]")
+        kwargs[s.group][s.field] = tuple(v) if s.type.endswith("_array") else v
+    out = {}
+    for group, cls in _GROUPS.items():
+        try:
+            out[group] = cls(**kwargs[group])
+        except ConfigError as exc:
+            msg = str(exc).replace("cache_dir", "engine_cache_dir") if group == "engine" else str(exc)
+            raise ConfigError(f"invalid fusion_node parameter: {msg}") from None
+    return NodeSettings(**out)
+
+
+def declare_parameters(node) -> None:
+    """Declare every parameter on ``node`` with a ParameterDescriptor (type, description, range, read-only)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+    types = {"bool": ParameterType.PARAMETER_BOOL, "integer": ParameterType.PARAMETER_INTEGER,
+             "double": ParameterType.PARAMETER_DOUBLE, "string": ParameterType.PARAMETER_STRING,
+             "double_array": ParameterType.PARAMETER_DOUBLE_ARRAY,
+             "integer_array": ParameterType.PARAMETER_INTEGER_ARRAY}
+    for s in parameter_specs():
+        d = ParameterDescriptor(name=s.name, type=types[s.type], read_only=s.read_only,
+                                description=s.description + (f"; one of {', '.join(s.choices)}" if s.choices else ""))
+        if s.range and s.type == "double":
+            d.floating_point_range = [FloatingPointRange(from_value=float(s.range[0]), to_value=float(s.range[1]))]
+        elif s.range and s.type == "integer":
+            d.integer_range = [IntegerRange(from_value=int(s.range[0]), to_value=int(s.range[1]), step=1)]
+        node.declare_parameter(s.name, s.default, d)
+
+
+def read_parameters(node) -> NodeSettings:
+    """Read every parameter once and validate it. Raises ConfigError naming the parameter."""
+    values = {s.name: node.get_parameter(s.name).value for s in parameter_specs()}
+    return _build(values)
+
+
+def apply_parameter_changes(current: NodeSettings, changes: dict[str, Any]) -> NodeSettings:
+    """Validate a live update (``ros2 param set``) against all other current values.
+
+    Raises:
+        ConfigError: an unknown or read-only parameter, or an invalid value (message names it).
+    """
+    specs = {s.name: s for s in parameter_specs()}
+    values = {}
+    for s in specs.values():
+        v = getattr(getattr(current, s.group), s.field)
+        values[s.name] = list(v) if isinstance(v, tuple) else v
+    for name, value in changes.items():
+        if name not in specs:
+            raise ConfigError(f"unknown parameter '{name}'")
+        if specs[name].read_only:
+            raise ConfigError(f"parameter '{name}' is read-only at runtime; set it in the params file and restart")
+        values[name] = value
+    return _build(values)

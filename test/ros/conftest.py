@@ -1,0 +1,71 @@
+"""Fixtures for the tests over real rclpy / Fast DDS (no mocks).
+
+Each test gets its own rclpy Context on a random ROS_DOMAIN_ID (1..200) so that parallel runs do not
+cross-talk, and the shipped Fast DDS shared-memory profile (config/fastdds_shm.xml) is enabled for this
+process and the subprocesses it starts.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from pathlib import Path
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="the ROS tests need rclpy (ros-jazzy-rclpy wheels)")
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILE = REPO / "config" / "fastdds_shm.xml"
+
+# Fast DDS reads the profile once per process, when the first participant is created.
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(PROFILE))
+os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(PROFILE))
+
+
+@pytest.fixture
+def domain_id() -> int:
+    return random.randint(1, 200)
+
+
+@pytest.fixture
+def ros_context(domain_id):
+    """A private, initialised rclpy Context on a random domain; shut down after the test."""
+    from rclpy.context import Context
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=domain_id)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+class Spinner:
+    """Spins nodes in a background thread (a real executor) until stopped."""
+
+    def __init__(self, context, *nodes) -> None:
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.executor = MultiThreadedExecutor(num_threads=2, context=context)
+        for n in nodes:
+            self.executor.add_node(n)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.thread.join(timeout=5.0)
+
+
+@pytest.fixture
+def spin(ros_context):
+    spinners = []
+
+    def start(*nodes):
+        s = Spinner(ros_context, *nodes)
+        spinners.append(s)
+        return s
+
+    yield start
+    for s in spinners:
+        s.stop()
