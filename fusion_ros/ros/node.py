@@ -149,14 +149,16 @@ class FusionNode(LifecycleNode):
         self._reset_counters()
         qos_opts = QoSOverridingOptions.with_default_policies()
         sub = self.create_subscription
+        # camera_info first: the executor serves ready subscriptions in creation order, so an info that
+        # arrived with its image is stored before the image is processed.
         self._subs = [
+            sub(CameraInfo, "rgb/camera_info", self._info_callback, qos_profile_sensor_data,
+                qos_overriding_options=qos_opts),
             sub(Image, "rgb/image_raw", self._rgb_callback, qos_profile_sensor_data, qos_overriding_options=qos_opts,
                 event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._incompatible("rgb/image_raw"))),
             sub(Image, "thermal/image_raw", self._thermal_callback, qos_profile_sensor_data,
                 qos_overriding_options=qos_opts,
                 event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._incompatible("thermal/image_raw"))),
-            sub(CameraInfo, "rgb/camera_info", self._info_callback, qos_profile_sensor_data,
-                qos_overriding_options=qos_opts),
         ]
         # Releases RGB frames whose wait for a closer thermal frame expired, and detects thermal loss.
         self._sync_timer = self.create_timer(0.02, self._sync_timer_callback)

@@ -170,12 +170,13 @@ class PlayerNode(Node):
             if kind == 0:
                 msg = self.rgb_msgs[frame % len(self.rgb_msgs)]
                 msg.header.stamp = stamp
+                # camera_info first, as camera drivers do, so that it is there when the image is processed.
+                self.info.header = msg.header
+                self.pub_info.publish(self.info)
                 out = mutate("rgb", idx, msg) if mutate else msg
                 if out is not None:
                     self.pub_rgb.publish(out)
                     self.sent_rgb.append(_header_copy(out))
-                self.info.header = msg.header
-                self.pub_info.publish(self.info)
             else:
                 if thermal_gap and thermal_gap[0] <= at < thermal_gap[1]:
                     continue

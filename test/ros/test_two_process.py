@@ -1,0 +1,95 @@
+"""The node as its own process (``python -m fusion_ros.ros.node``) fed by a player in this process, over DDS
+with the shipped Fast DDS shared-memory profile."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from pathlib import Path
+
+from fusion_ros.ros.player import PlayerNode, RecorderNode, load_frames
+
+PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml"
+
+pytestmark = pytest.mark.ros
+
+NODE_ARGS = ["-p", "inference_size:=[160,120]", "-p", "threads:=1", "-p", "backend:=onnxruntime",
+             "-p", "diagnostics_period_s:=0.2",
+             # QoS override through the standard mechanism: a deeper input queue absorbs scheduling hiccups.
+             "-p", "qos_overrides./rgb/image_raw.subscription.depth:=10"]
+
+
+def _env(domain_id: int) -> dict:
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), FASTDDS_DEFAULT_PROFILES_FILE=str(PROFILE),
+               FASTRTPS_DEFAULT_PROFILES_FILE=str(PROFILE), PYTHONUNBUFFERED="1")
+    return env
+
+
+def _wait(cond, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not cond():
+        time.sleep(0.05)
+    return cond()
+
+
+@pytest.fixture
+def node_process(domain_id, tmp_path):
+    log = open(tmp_path / "node.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", *NODE_ARGS],
+                            env=_env(domain_id), stdout=log, stderr=subprocess.STDOUT)
+    yield proc, log
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def test_two_process_fused_stream(ros_context, spin, node_process):
+    proc, log = node_process
+    frames = load_frames(frames=30, rgb_size=(640, 480), thermal_size=(320, 256))
+    player = PlayerNode(frames, rgb_encoding="bgr8", context=ros_context)
+    rec = RecorderNode(context=ros_context)
+    spin(rec)
+    ready = _wait(lambda: rec.last_status() is not None and player.pub_rgb.get_subscription_count() >= 1
+                  and player.pub_thermal.get_subscription_count() >= 1
+                  and rec.count_publishers("fused/image_raw") >= 1, 25.0)
+    log.seek(0)
+    assert ready, f"node not up: rc={proc.poll()} log:\n{log.read()[-3000:]}"
+    time.sleep(0.3)
+    player.play(rgb_hz=30.0, thermal_hz=9.0, n_rgb=30)     # RGB bgr8 640x480 @30 Hz, thermal mono16 320x256 @9 Hz
+    _wait(lambda: len(rec.images) >= 30 and len(rec.infos) >= 30, 3.0)
+    time.sleep(0.5)
+
+    sent = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in player.sent_rgb}
+    assert len(sent) == 30
+    got = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in rec.images}
+    assert len(got) >= 27, f"only {len(got)} of 30 RGB frames produced an output"
+    for key, img in got.items():
+        assert key in sent
+        assert img.header.frame_id == sent[key].header.frame_id == "rgb_camera"
+        assert (img.encoding, img.width, img.height) == ("bgr8", 640, 480)
+        assert len(img.data) == img.step * img.height
+    infos = {(i.header.stamp.sec, i.header.stamp.nanosec): i for i in rec.infos}
+    for key in got:
+        assert key in infos and infos[key].header.frame_id == "rgb_camera"
+        assert (infos[key].width, infos[key].height) == (640, 480)
+    st = rec.last_status()
+    assert st["mode"] == "fusing" or int(st["fused_frames"]) >= 27
+    assert int(st["fused_frames"]) >= 27, st
+    assert float(st["latency_ms_median"]) > 0
+    assert proc.poll() is None, "node died"
+
+
+def test_bad_parameter_exits_naming_it(domain_id):
+    out = subprocess.run([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", "-p",
+                          "thermal_range:=[5000.0,1000.0]"], env=_env(domain_id), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1
+    assert "thermal_range" in out.stdout + out.stderr
