@@ -122,3 +122,18 @@ def test_eval_video_and_detect(tmp_path, capsys):
     assert {"visible", "student-lite", "copy-ir"} <= set(det)
     assert 0.0 <= det["visible"]["mAP"] <= 1.0
     assert (tmp_path / "rep" / "flicker.png").is_file()
+
+
+def test_report_bold_and_strict_json():
+    from fusion_ros.eval.report import markdown_tables, to_json
+
+    res = {"metrics": ["EN", "VIF"], "baselines": ["copy-vis"], "n_common": 2, "n_pairs": 2, "pairs_root": "x",
+           "overall": {"a": {"n": 2, "EN": 7.0, "VIF": 0.5}, "b": {"n": 2, "EN": 6.0, "VIF": 0.6},
+                       "copy-vis": {"n": 2, "EN": 9.0, "VIF": 1.0}},
+           "per_dataset": {"d": {"a": {"n": 2, "EN": 7.0, "VIF": float("nan")}}}, "speed_ms": {}}
+    md = markdown_tables(res)
+    assert "| a | 2 | **7.000** | 0.500 |" in md
+    assert "| b | 2 | 6.000 | **0.600** |" in md
+    assert "| copy-vis (baseline) | 2 | 9.000 | 1.000 |" in md  # a baseline is never bold
+    text = json.dumps(to_json(res), allow_nan=False)
+    assert json.loads(text)["per_dataset"]["d"]["a"]["VIF"] is None
