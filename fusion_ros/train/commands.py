@@ -1,9 +1,101 @@
-"""CLI commands of this stage (registered by fusion_ros.cli)."""
+"""CLI commands of the training stage: ``fusion-ros train``, ``fusion-ros teachers cache``, ``fusion-ros dataset from-bag``."""
 
 from __future__ import annotations
 
+import argparse
+
 __all__ = ["register"]
+
+TRAIN_EPILOG = """examples:
+  fusion-ros train --config config/train/lite.yaml
+  fusion-ros train --config config/train/lite.yaml --resume
+  fusion-ros train --config config/train/default.yaml --set steps=200 --set out_dir=runs/try
+  torchrun --nproc_per_node=4 -m fusion_ros.cli train --config config/train/default.yaml
+"""
+
+TEACHERS_EPILOG = """examples:
+  fusion-ros teachers cache --config config/train/lite.yaml
+  fusion-ros teachers cache --set teachers=[SeAFusion,IFCNN,AUIF] --set teacher_weights=[1,1,0.5]
+"""
+
+BAG_EPILOG = """examples:
+  fusion-ros dataset from-bag rig.mcap --thermal-topic /thermal/image_raw --rgb-topic /rgb/image_raw --out data/rig
+  fusion-ros dataset from-bag rig_bag/ --thermal-topic /lwir/image --rgb-topic /cam/image --slop 0.02 --every 5 --out data/rig
+"""
+
+
+def _config(args):
+    from fusion_ros.config import parse_set_args
+    from fusion_ros.train.config import load_train_config
+
+    return load_train_config(args.config, parse_set_args(args.set))
+
+
+def _cmd_train(args) -> int:
+    from fusion_ros.train.trainer import train
+
+    cfg = _config(args)
+    out = train(cfg, resume=args.resume, progress=not args.no_progress)
+    if out is not None:
+        print(out)
+    return 0
+
+
+def _cmd_teachers_cache(args) -> int:
+    from fusion_ros.train.config import resolve_path
+    from fusion_ros.train.data import find_pairs
+    from fusion_ros.train.teachers import build_cache
+
+    cfg = _config(args)
+    pairs = [p for root in cfg.pairs for p in find_pairs(resolve_path(root))]
+    folder = build_cache(cfg, pairs, progress=not args.no_progress)
+    print(folder)
+    return 0
+
+
+def _cmd_from_bag(args) -> int:
+    from fusion_ros.train.bag import extract_pairs
+
+    n = extract_pairs(args.bag, args.thermal_topic, args.rgb_topic, args.out, slop_s=args.slop, every=args.every,
+                      progress=not args.no_progress)
+    print(f"{n} pairs -> {args.out}")
+    return 0
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="training YAML (config/train/*.yaml); defaults = the lite recipe")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config field (repeatable), e.g. --set steps=500")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
 
 
 def register(subparsers) -> None:
     """Add this stage's commands to the ``fusion-ros`` parser."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = subparsers.add_parser("train", help="train the student: stage I images (teacher distillation), stage II video, export",
+                              formatter_class=fmt, epilog=TRAIN_EPILOG)
+    _add_config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")
+    p.set_defaults(func=_cmd_train)
+
+    t = subparsers.add_parser("teachers", help="teacher-ensemble tools (cache statistics for training)", formatter_class=fmt,
+                              epilog=TEACHERS_EPILOG)
+    tsub = t.add_subparsers(dest="teachers_command", metavar="<action>")
+    c = tsub.add_parser("cache", help="build (or complete) the teacher/backbone statistics cache", formatter_class=fmt,
+                        epilog=TEACHERS_EPILOG)
+    _add_config_args(c)
+    c.set_defaults(func=_cmd_teachers_cache)
+
+    d = subparsers.add_parser("dataset", help="training-data tools (rosbag2 -> aligned pairs)", formatter_class=fmt,
+                              epilog=BAG_EPILOG)
+    dsub = d.add_subparsers(dest="dataset_command", metavar="<action>")
+    b = dsub.add_parser("from-bag", help="extract time-synchronised thermal/RGB pairs from a rosbag2 (mcap or sqlite3)",
+                        formatter_class=fmt, epilog=BAG_EPILOG)
+    b.add_argument("bag", help="rosbag2 folder or .mcap/.db3 file")
+    b.add_argument("--thermal-topic", required=True, help="thermal sensor_msgs/Image topic")
+    b.add_argument("--rgb-topic", required=True, help="visible sensor_msgs/Image topic")
+    b.add_argument("--out", required=True, help="output folder: <out>/ir/*.png, <out>/vi/*.png (also a frame-folder clip)")
+    b.add_argument("--slop", type=float, default=0.05, help="max |t_rgb - t_thermal| in seconds for a pair")
+    b.add_argument("--every", type=int, default=1, help="keep every N-th pair")
+    b.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    b.set_defaults(func=_cmd_from_bag)
