@@ -136,6 +136,7 @@ class PlayerNode(Node):
         h, w = frames.rgb[0].shape[:2]
         self.info = camera_info_msg(w, h, "rgb_camera")
         self.sent_rgb: list[Image] = []
+        self.sent_frame: list[int] = []       # frame index of each entry of sent_rgb
 
     def wait_for_subscribers(self, timeout_s: float = 20.0) -> bool:
         """Wait until rgb and thermal each have a subscriber (the node is up)."""
@@ -177,6 +178,7 @@ class PlayerNode(Node):
                 if out is not None:
                     self.pub_rgb.publish(out)
                     self.sent_rgb.append(_header_copy(out))
+                    self.sent_frame.append(frame % len(self.rgb_msgs))
             else:
                 if thermal_gap and thermal_gap[0] <= at < thermal_gap[1]:
                     continue
