@@ -37,7 +37,7 @@ from fusion_ros.errors import ShapeError
 __all__ = [
     "METRICS", "NO_REF_METRICS", "PAIR_METRICS", "QABF_PERFECT", "to_gray", "compute_all",
     "entropy", "std_dev", "spatial_frequency", "average_gradient", "mutual_information", "mi",
-    "scd", "vif_single", "vif", "qabf", "ssim_single", "ssim",
+    "scd", "vif_single", "vif", "qabf", "ssim_single", "ssim", "compute_many",
 ]
 
 log = logging.getLogger(__name__)
@@ -172,28 +172,26 @@ def _filt_valid(img: np.ndarray, win: np.ndarray) -> np.ndarray:
     return out[r:img.shape[0] - r, r:img.shape[1] - r]
 
 
-def vif_single(ref: np.ndarray, dist: np.ndarray, sigma_nsq: float = 2.0) -> float:
-    """Multi-scale pixel-domain VIF of ``dist`` given reference ``ref`` ((H, W) each); 1 for dist == ref.
-
-    Four scales (Gaussian windows 17, 9, 5, 3 px, each scale filtered and subsampled by 2), the
-    Gaussian scalar mixture channel model g * ref + v with HVS noise variance ``sigma_nsq``.
-    Images smaller than the 17x17 window give 1.0 by the usual convention for an undefined ratio.
-    """
-    ref, dist = _check(ref, dist)
-    eps = 1e-10
-    num = den = 0.0
+def _vif_pyramid(img: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per VIF scale: (image at that scale, local mean, local variance clipped at 0)."""
+    out = []
+    x = img
     for scale, win in enumerate(_VIF_WINDOWS, start=1):
         if scale > 1:
-            ref = _filt_valid(ref, win)[::2, ::2]
-            dist = _filt_valid(dist, win)[::2, ::2]
-        if min(ref.shape) < win.shape[0]:
+            x = _filt_valid(x, win)[::2, ::2]
+        if min(x.shape) < win.shape[0]:
             break
-        mu1, mu2 = _filt_valid(ref, win), _filt_valid(dist, win)
-        s1 = _filt_valid(ref * ref, win) - mu1 * mu1
-        s2 = _filt_valid(dist * dist, win) - mu2 * mu2
+        mu = _filt_valid(x, win)
+        out.append((x, mu, np.maximum(_filt_valid(x * x, win) - mu * mu, 0)))
+    return out
+
+
+def _vif_from(ref_pyr: list, dist_pyr: list, sigma_nsq: float = 2.0) -> float:
+    eps = 1e-10
+    num = den = 0.0
+    for (ref, mu1, s1), (dist, mu2, s2), win in zip(ref_pyr, dist_pyr, _VIF_WINDOWS):
         s12 = _filt_valid(ref * dist, win) - mu1 * mu2
-        s1 = np.maximum(s1, 0)
-        s2 = np.maximum(s2, 0)
+        s1 = s1.copy()
         g = s12 / (s1 + eps)
         sv = s2 - g * s12
         flat1 = s1 < eps
@@ -212,6 +210,17 @@ def vif_single(ref: np.ndarray, dist: np.ndarray, sigma_nsq: float = 2.0) -> flo
     if den <= 0:
         return 1.0
     return num / den
+
+
+def vif_single(ref: np.ndarray, dist: np.ndarray, sigma_nsq: float = 2.0) -> float:
+    """Multi-scale pixel-domain VIF of ``dist`` given reference ``ref`` ((H, W) each); 1 for dist == ref.
+
+    Four scales (Gaussian windows 17, 9, 5, 3 px, each scale filtered and subsampled by 2), the
+    Gaussian scalar mixture channel model g * ref + v with HVS noise variance ``sigma_nsq``.
+    Images smaller than the 17x17 window give 1.0 by the usual convention for an undefined ratio.
+    """
+    ref, dist = _check(ref, dist)
+    return _vif_from(_vif_pyramid(ref), _vif_pyramid(dist), sigma_nsq)
 
 
 def vif(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
@@ -239,15 +248,8 @@ def _edge_preservation(g_a: np.ndarray, a_a: np.ndarray, g_f: np.ndarray, a_f: n
     return q_g * q_a
 
 
-def qabf(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    """Qabf (Xydeas-Petrovic): edge information of A and B kept in F, weighted by source edge strength (L=1).
-
-    Range [0, ~0.975]; 0 when neither source has an edge.
-    """
-    f, a, b = _check(f, a, b)
-    g_a, al_a = _sobel(a)
-    g_b, al_b = _sobel(b)
-    g_f, al_f = _sobel(f)
+def _qabf_from(sa: tuple, sb: tuple, sf: tuple) -> float:
+    (g_a, al_a), (g_b, al_b), (g_f, al_f) = sa, sb, sf
     den = float((g_a + g_b).sum())
     if den <= 0:
         return 0.0
@@ -255,25 +257,41 @@ def qabf(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     return num / den
 
 
+def qabf(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Qabf (Xydeas-Petrovic): edge information of A and B kept in F, weighted by source edge strength (L=1).
+
+    Range [0, ~0.975]; 0 when neither source has an edge.
+    """
+    f, a, b = _check(f, a, b)
+    return _qabf_from(_sobel(a), _sobel(b), _sobel(f))
+
+
 _SSIM_C1 = (0.01 * 255) ** 2
 _SSIM_C2 = (0.03 * 255) ** 2
+
+
+def _ssim_blur(z: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(z, (11, 11), 1.5, borderType=cv2.BORDER_CONSTANT)[5:-5, 5:-5]
+
+
+def _ssim_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if min(x.shape) < 11:
+        raise ShapeError(f"SSIM needs images of at least 11x11 pixels, got {x.shape}")
+    mx = _ssim_blur(x)
+    return x, mx, _ssim_blur(x * x) - mx * mx
+
+
+def _ssim_from(sx: tuple, sy: tuple) -> float:
+    (x, mx, sxx), (y, my, syy) = sx, sy
+    sxy = _ssim_blur(x * y) - mx * my
+    s = ((2 * mx * my + _SSIM_C1) * (2 * sxy + _SSIM_C2)) / ((mx * mx + my * my + _SSIM_C1) * (sxx + syy + _SSIM_C2))
+    return float(s.mean())
 
 
 def ssim_single(x: np.ndarray, y: np.ndarray) -> float:
     """SSIM (Wang et al. 2004) of two (H, W) images in [0, 255]: 11x11 Gaussian sigma 1.5, valid region mean."""
     x, y = _check(x, y)
-    if min(x.shape) < 11:
-        raise ShapeError(f"SSIM needs images of at least 11x11 pixels, got {x.shape}")
-
-    def blur(z: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(z, (11, 11), 1.5, borderType=cv2.BORDER_CONSTANT)[5:-5, 5:-5]
-
-    mx, my = blur(x), blur(y)
-    sxx = blur(x * x) - mx * mx
-    syy = blur(y * y) - my * my
-    sxy = blur(x * y) - mx * my
-    s = ((2 * mx * my + _SSIM_C1) * (2 * sxy + _SSIM_C2)) / ((mx * mx + my * my + _SSIM_C1) * (sxx + syy + _SSIM_C2))
-    return float(s.mean())
+    return _ssim_from(_ssim_stats(x), _ssim_stats(y))
 
 
 def ssim(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
@@ -310,3 +328,57 @@ def compute_all(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray,
         fn = _FUNCS[name]
         out[name] = fn(f) if name in NO_REF_METRICS else fn(f, a, b)
     return out
+
+
+class _Prepared:
+    """An image with its per-metric intermediate results computed once, on demand."""
+
+    def __init__(self, img: np.ndarray) -> None:
+        self.img = img
+        self._cache: dict[str, object] = {}
+
+    def get(self, what: str):
+        if what not in self._cache:
+            fn = {"vif": _vif_pyramid, "ssim": _ssim_stats, "sobel": _sobel}[what]
+            self._cache[what] = fn(self.img)
+        return self._cache[what]
+
+
+def compute_many(outputs: dict[str, np.ndarray], ir: np.ndarray, vis: np.ndarray,
+                 metrics: tuple[str, ...] = METRICS) -> dict[str, dict[str, float]]:
+    """Every metric of several fused images of the same pair, sharing the work on the sources.
+
+    Gives the same numbers as :func:`compute_all` per image (the sources' VIF pyramids, SSIM statistics
+    and Sobel gradients are computed once instead of once per method), about twice as fast for many methods.
+
+    Args:
+        outputs: method name -> fused image, (H, W) or (H, W, 3) RGB.
+        ir: (H, W) or (H, W, 3) thermal image.
+        vis: (H, W) or (H, W, 3) RGB visible image.
+        metrics: names to compute, a subset of :data:`METRICS`.
+
+    Returns:
+        {method: {metric: value}}.
+    """
+    a, b = _Prepared(to_gray(ir)), _Prepared(to_gray(vis))
+    if a.img.shape != b.img.shape:
+        raise ShapeError(f"IR {a.img.shape} and visible {b.img.shape} differ in size")
+    res = {}
+    for name, fused in outputs.items():
+        f = _Prepared(to_gray(fused))
+        if f.img.shape != a.img.shape:
+            raise ShapeError(f"{name}: fused image {f.img.shape} differs from the sources {a.img.shape}")
+        out = {}
+        for m in metrics:
+            if m in NO_REF_METRICS or m in ("MI", "SCD"):
+                out[m] = _FUNCS[m](f.img) if m in NO_REF_METRICS else _FUNCS[m](f.img, a.img, b.img)
+            elif m == "VIF":
+                out[m] = _vif_from(a.get("vif"), f.get("vif")) + _vif_from(b.get("vif"), f.get("vif"))
+            elif m == "SSIM":
+                out[m] = 0.5 * (_ssim_from(f.get("ssim"), a.get("ssim")) + _ssim_from(f.get("ssim"), b.get("ssim")))
+            elif m == "Qabf":
+                out[m] = _qabf_from(a.get("sobel"), b.get("sobel"), f.get("sobel"))
+            else:
+                raise KeyError(f"unknown metric {m!r}; choose from {METRICS}")
+        res[name] = out
+    return res

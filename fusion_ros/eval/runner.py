@@ -192,7 +192,7 @@ def as_rgb(img: np.ndarray, vis: np.ndarray) -> np.ndarray:
 
 def _score(key: str, outs: dict[str, np.ndarray], ir: np.ndarray, vis: np.ndarray,
            metrics: tuple[str, ...]) -> tuple[str, dict[str, dict[str, float]]]:
-    return key, {name: M.compute_all(f, ir, vis, metrics) for name, f in outs.items()}
+    return key, M.compute_many(outs, ir, vis, metrics)
 
 
 def _worker_init() -> None:

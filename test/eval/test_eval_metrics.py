@@ -146,3 +146,13 @@ def test_metric_speed_640x480(pair):
         print(f"{name}: {dt * 1000:.1f} ms")
         # 5x headroom over the budget so other jobs on the 2 cores do not make this flaky.
         assert dt < (15.0 if name == "VIF" else 5.0), (name, dt)
+
+
+def test_compute_many_equals_compute_all(pair):
+    ir, vi = pair
+    outs = {"blend": 0.5 * (ir + vi), "vis": vi, "ir": ir}
+    many = M.compute_many(outs, ir, vi)
+    for name, f in outs.items():
+        single = M.compute_all(f, ir, vi)
+        for k in M.METRICS:
+            assert many[name][k] == pytest.approx(single[k], abs=1e-12), (name, k)
