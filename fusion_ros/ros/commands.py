@@ -52,9 +52,13 @@ def _bag_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, epilog examples kept line by line."""
+
+
 def register(subparsers) -> None:
     """Add ``demo`` and ``bag`` (``bag fuse``) to the ``fusion-ros`` parser."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _Formatter
     p = subparsers.add_parser("demo", help="run the node on a built-in night scene (or your data) and write videos",
                               description="Start the fusion node, a player and a recorder over real ROS 2 topics; "
                                           "write fused.mp4, strip.png (thermal | rgb | fused) and summary.json.",
