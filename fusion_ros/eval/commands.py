@@ -60,7 +60,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.detect and not args.pairs:
         raise ConfigError("--detect needs --pairs (a folder with labels/, e.g. ../shared/data/pairs/dev/msrs)")
     cfg = EvalConfig(backend=args.backend, threads=args.threads, jobs=args.jobs, grid_images=args.grid,
-                     speed=not args.no_speed)
+                     speed=not args.no_speed, metrics=tuple(args.metrics))
     methods = prepare_methods([parse_method(s) for s in args.methods], cfg)
     result: dict = {}
     if args.pairs and not args.no_metrics:
@@ -112,6 +112,8 @@ def register(subparsers) -> None:
                    "without memory, the visible input and copy-ir")
     e.add_argument("--detect", action="store_true", help="detector mAP@0.5 on visible vs fused (pairs with labels/)")
     e.add_argument("--no-metrics", action="store_true", help="skip the per-pair fusion metrics")
+    e.add_argument("--metrics", nargs="+", default=["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM"],
+                   metavar="NAME", help="metrics to compute")
     e.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     e.add_argument("--per-image", action="store_true", help="include per-image rows in the JSON")
     e.add_argument("--report", metavar="DIR", default="", help="write report.md, per_image.csv, grid.png, "

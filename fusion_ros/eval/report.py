@@ -109,42 +109,40 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return np.vstack([bar, img])
 
 
-def write_grid(path: Path, grid: list, row_height: int = 180) -> None:
-    """Grid PNG: one row per pair, columns thermal | visible | each method (grey outputs recoloured)."""
+def write_grid(path: Path, grid: list, cell_hw: tuple[int, int] = (180, 240)) -> None:
+    """Grid PNG: one row per pair, columns thermal | visible | each method (grey outputs recoloured).
+
+    Every image is fitted into a ``cell_hw`` (height, width) cell with grey borders, so columns line up.
+    """
     if not grid:
         return
+    ch, cw = cell_hw
+
+    def cell(img: np.ndarray, text: str) -> np.ndarray:
+        rgb = np.repeat(img[..., None], 3, 2) if img.ndim == 2 else img
+        h, w = rgb.shape[:2]
+        s = min(ch / h, cw / w)
+        nh, nw = max(1, round(h * s)), max(1, round(w * s))
+        canvas = np.full((ch, cw, 3), 64, np.uint8)
+        y, x = (ch - nh) // 2, (cw - nw) // 2
+        canvas[y:y + nh, x:x + nw] = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+        return _label(canvas, text)
+
     rows = []
     for pair, ir, vis, outs in grid:
-        h, w = vis.shape[:2]
-        tw = max(1, round(w * row_height / h))
-
-        def cell(img: np.ndarray) -> np.ndarray:
-            rgb = np.repeat(img[..., None], 3, 2) if img.ndim == 2 else img
-            return cv2.resize(rgb, (tw, row_height), interpolation=cv2.INTER_AREA)
-
         ir8 = ir if ir.dtype == np.uint8 else cv2.normalize(ir, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-        cells = [_label(cell(ir8), f"thermal {pair.key}"), _label(cell(vis), "visible")]
+        cells = [cell(ir8, f"thermal {pair.key}"), cell(vis, "visible")]
         for name, img in outs.items():
             if name in ("copy-vis", "copy-ir"):
                 continue
             if img is None:
-                cells.append(_label(np.full((row_height, tw, 3), 128, np.uint8), f"{name}: none"))
+                cells.append(cell(np.full((ch, cw), 128, np.uint8), f"{name}: none"))
             else:
-                cells.append(_label(cell(recolour(img, vis) if img.ndim == 2 else img), name))
-        rows.append(cells)
-    width = max(sum(c.shape[1] for c in r) for r in rows)
-    n_cols = max(len(r) for r in rows)
-    # Rows differ in aspect ratio: pad each to the widest so they stack.
-    lines = []
-    for r in rows:
-        line = np.hstack(r)
-        pad = width - line.shape[1]
-        if pad:
-            line = np.hstack([line, np.full((line.shape[0], pad, 3), 255, np.uint8)])
-        lines.append(line)
-    img = np.vstack(lines)
+                cells.append(cell(recolour(img, vis) if img.ndim == 2 else img, name))
+        rows.append(np.hstack(cells))
+    img = np.vstack(rows)
     cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    log.info("grid %s: %d pairs x %d columns", path, len(rows), n_cols)
+    log.info("grid %s: %d pairs x %d columns", path, len(rows), len(grid[0][3]) + 2)
 
 
 def write_flicker_plot(path: Path, video: dict) -> None:

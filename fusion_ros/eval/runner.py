@@ -31,7 +31,7 @@ from fusion_ros.eval import metrics as M
 from fusion_ros.eval.data import Pair, find_clips, find_output, find_pairs, iter_frames, read_ir, read_rgb_or_gray, \
     read_vis, recolour
 
-__all__ = ["Method", "EvalConfig", "parse_method", "evaluate_pairs", "evaluate_video", "evaluate_detection",
+__all__ = ["Method", "EvalConfig", "parse_method", "prepare_methods", "method_output", "as_rgb", "evaluate_pairs", "evaluate_video", "evaluate_detection",
            "BASELINES"]
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,10 @@ def evaluate_pairs(pairs_root: str | Path, methods: list[Method], cfg: EvalConfi
     """
     pairs = find_pairs(pairs_root)
     jobs = cfg.jobs or min(2, os.cpu_count() or 1)
-    grid_keys = _grid_pairs(pairs, cfg.grid_images)
+    folders = [Path(m.source) for m in methods if m.kind == "folder"]
+    complete = [p for p in pairs if all(find_output(f, p) is not None for f in folders)]
+    # Show pairs that every method has, so no grid cell is empty (unless no pair is complete).
+    grid_keys = _grid_pairs(complete or pairs, cfg.grid_images)
     grid: list[tuple[Pair, np.ndarray, np.ndarray, dict[str, np.ndarray | None]]] = []
     step_ms: dict[str, list[float]] = {m.name: [] for m in methods if m.kind == "student"}
     results: dict[str, dict[str, dict[str, float]]] = {}
