@@ -68,7 +68,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.video:
         result["video"] = evaluate_video(args.video, methods, max_frames=args.max_frames)
     if args.detect:
-        result["detection"] = evaluate_detection(args.pairs, methods)
+        from fusion_ros.eval.detection import load_detector
+
+        result["detection"] = evaluate_detection(args.pairs, methods, load_detector(args.detector))
     if args.report:
         files = write_report(args.report, result)
         print(f"report: {', '.join(str(f) for f in files)}", file=sys.stderr)
@@ -111,6 +113,8 @@ def register(subparsers) -> None:
     e.add_argument("--video", metavar="DIR", help="clips folder (e.g. video/dev): flicker of students with and "
                    "without memory, the visible input and copy-ir")
     e.add_argument("--detect", action="store_true", help="detector mAP@0.5 on visible vs fused (pairs with labels/)")
+    e.add_argument("--detector", default="ssd", help="'ssd' (frozen SSD-MobileNet-v2-COCO) or package.module:factory "
+                   "returning a callable rgb -> [fusion_ros.eval.detection.Detection]")
     e.add_argument("--no-metrics", action="store_true", help="skip the per-pair fusion metrics")
     e.add_argument("--metrics", nargs="+", default=["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM"],
                    metavar="NAME", help="metrics to compute")

@@ -23,7 +23,7 @@ import numpy as np
 from fusion_ros.errors import ConfigError, FusionError, ShapeError
 
 __all__ = ["CLASSES", "COCO_TO_LABEL", "Detection", "Detector", "SSDMobileNetConfig", "SSDMobileNetDetector",
-           "find_ssd_files", "read_yolo_labels", "average_precision", "evaluate_map"]
+           "load_detector", "find_ssd_files", "read_yolo_labels", "average_precision", "evaluate_map"]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,30 @@ class SSDMobileNetDetector:
                 continue
             dets.append(Detection(lab, float(score), (float(x1) * w, float(y1) * h, float(x2) * w, float(y2) * h)))
         return dets
+
+
+def load_detector(spec: str = "ssd") -> Detector:
+    """A detector from a CLI spec: ``ssd`` (the default SSD-MobileNet-v2-COCO) or ``package.module:factory``.
+
+    The factory is called without arguments and must return a callable ``rgb (H, W, 3) uint8 -> list[Detection]``
+    whose classes use the label ids of :data:`CLASSES`.
+
+    Raises:
+        ConfigError: the spec cannot be imported or does not give a callable.
+    """
+    if spec in ("", "ssd"):
+        return SSDMobileNetDetector()
+    mod_name, sep, attr = spec.partition(":")
+    if not sep or not attr:
+        raise ConfigError(f"detector {spec!r}: use 'ssd' or 'package.module:factory'")
+    try:
+        factory = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"detector {spec!r} cannot be loaded: {exc}") from exc
+    det = factory()
+    if not callable(det):
+        raise ConfigError(f"detector {spec!r}: {attr}() returned {type(det).__name__}, expected a callable")
+    return det
 
 
 def read_yolo_labels(path: Path, width: int, height: int) -> list[tuple[int, tuple[float, float, float, float]]]:

@@ -70,3 +70,12 @@ def test_ssd_detects_people_on_msrs_visible():
     res = D.evaluate_map({"00537D": dets}, labels)
     # A daytime scene: the frozen COCO detector finds at least some of the labelled people.
     assert res["person"] > 0.3, res
+
+
+def test_load_detector_spec():
+    with pytest.raises(ConfigError, match="package.module:factory"):
+        D.load_detector("nonsense")
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        D.load_detector("fusion_ros.eval.detection:no_such_factory")
+    with pytest.raises(ConfigError, match="expected a callable"):
+        D.load_detector("builtins:list")  # list() gives [], not a detector
