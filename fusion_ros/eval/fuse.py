@@ -53,7 +53,11 @@ def make_fuser(cfg: StudentConfig = StudentConfig()):
     from fusion_ros.engine import EngineConfig, create_backend
     from fusion_ros.pipeline.fuser import Fuser, FuserConfig
 
-    backend = create_backend(EngineConfig(model_path=cfg.model_path, backend=cfg.backend, precision=cfg.precision,
+    name = cfg.backend
+    if name == "auto" and cfg.model_path.endswith(".pt"):
+        # Torch weights run only on the torch backend; "auto" would hand them to an ONNX runtime.
+        name = "torch"
+    backend = create_backend(EngineConfig(model_path=cfg.model_path, backend=name, precision=cfg.precision,
                                           threads=cfg.threads))
     log.info("student %s on %s (%s)", cfg.model_path or "<shipped lite>", backend.name, backend.precision)
     return Fuser(backend, FuserConfig(use_memory=cfg.use_memory))

@@ -313,10 +313,11 @@ def _bench_student(m: Method, cfg: EvalConfig) -> dict:
     try:
         from fusion_ros.eval.bench import bench_one
 
-        rows = bench_one(cfg.backend, m.source, [(480, 640)], runs=20, warmup=3, precision="fp32",
+        backend = "torch" if cfg.backend == "auto" and m.source.endswith(".pt") else cfg.backend
+        rows = bench_one(backend, m.source, [(480, 640)], runs=20, warmup=3, precision="fp32",
                          threads=cfg.threads)
         return {"bench_480x640_median_ms": rows[0]["median_ms"], "bench_backend": rows[0].get("backend", cfg.backend)}
-    except (ImportError, FusionError) as exc:
+    except (ImportError, FusionError, RuntimeError) as exc:
         log.warning("speed column unavailable for %s: %s", m.name, exc)
         return {}
 
