@@ -20,7 +20,7 @@ import os
 import statistics
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -164,7 +164,7 @@ def method_output(m: Method, pair: Pair, ir: np.ndarray, vis: np.ndarray,
     if m.kind == "copy-vis":
         return vis
     if m.kind == "copy-ir":
-        return ir if ir.dtype == np.uint8 else cv2.normalize(ir, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        return ir_to_u8(ir)
     if m.kind == "folder":
         p = find_output(Path(m.source), pair)
         if p is None:
@@ -255,7 +255,7 @@ def evaluate_pairs(pairs_root: str | Path, methods: list[Method], cfg: EvalConfi
                 grid.append((pair, ir, vis, dict(outs)))
             # Send grey images only: the metrics work on luma and this halves the pickling.
             g_outs = {k: M.to_gray(v).astype(np.uint8) for k, v in outs.items() if v is not None}
-            g_ir = M.to_gray(ir if ir.dtype == np.uint8 else outs_copy_ir(ir)).astype(np.uint8)
+            g_ir = ir_to_u8(ir)
             g_vis = M.to_gray(vis).astype(np.uint8)
             if pool is None:
                 k, r = _score(pair.key, g_outs, g_ir, g_vis, cfg.metrics)
@@ -303,9 +303,9 @@ def evaluate_pairs(pairs_root: str | Path, methods: list[Method], cfg: EvalConfi
     }
 
 
-def outs_copy_ir(ir: np.ndarray) -> np.ndarray:
-    """16-bit thermal stretched to 8 bits (min-max) for the metrics' uint8 range."""
-    return cv2.normalize(ir, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+def ir_to_u8(ir: np.ndarray) -> np.ndarray:
+    """Thermal image in the metrics' uint8 range: 8-bit unchanged, 16-bit stretched min-max."""
+    return ir if ir.dtype == np.uint8 else cv2.normalize(ir, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
 
 
 def _bench_student(m: Method, cfg: EvalConfig) -> dict:
@@ -367,15 +367,13 @@ def evaluate_video(video_root: str | Path, methods: list[Method], max_frames: in
             irs, vis = irs[:max_frames], vis[:max_frames]
         flow = compute_flow(vis)
         rows = {"visible": temporal_metrics(vis, vis, flow)}
-        rows["copy-ir"] = temporal_metrics([ir if ir.dtype == np.uint8 else outs_copy_ir(ir) for ir in irs], vis, flow)
+        rows["copy-ir"] = temporal_metrics([ir_to_u8(ir) for ir in irs], vis, flow)
         for m in methods:
             if m.kind != "student":
                 continue
             for mem in (True, False):
                 fuser = m.fuser
                 old = fuser.cfg
-                from dataclasses import replace
-
                 fuser.configure(replace(old, use_memory=mem))
                 fuser.reset()
                 fused = [fuser.step(t, v) for t, v in zip(irs, vis)]
