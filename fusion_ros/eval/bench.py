@@ -94,7 +94,20 @@ def _parse_hw(text: str) -> tuple[int, int]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.node:
+    if args.transport:
+        from fusion_ros.ros.transport_bench import DEFAULT_PROFILE, run_transport_bench
+
+        profile = args.profile or DEFAULT_PROFILE
+        settings = {"default": None, "shm_profile": profile}
+        result = {"machine": {**machine_info(), "load_average_1_5_15": list(os.getloadavg())},
+                  "transport": {name: run_transport_bench(frames=args.frames, rate_hz=args.rate, profile=prof)
+                                for name, prof in settings.items()}}
+        if args.through_node:
+            result["through_node"] = {name: run_transport_bench(frames=args.frames, rate_hz=args.rate, profile=prof,
+                                                                through_node=True)
+                                      for name, prof in settings.items()}
+        args.json = True        # the transport report is JSON only
+    elif args.node:
         from fusion_ros.ros.node_bench import run_node_bench
 
         result = {"machine": machine_info(), "node": run_node_bench(frames=args.frames, model_path=args.node_model)}
@@ -125,7 +138,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="median latency/FPS/peak memory per backend, model and size (or --node overhead)",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                               epilog="examples:\n  fusion-ros bench --json\n  fusion-ros bench --models lite --backends onnxruntime --sizes 480x640\n"
-                              "  fusion-ros bench --node --json")
+                              "  fusion-ros bench --node --json\n  fusion-ros bench --transport --frames 150 --through-node")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", default="", help="also write the JSON to this file")
     p.add_argument("--models", nargs="+", default=["lite", "default"], help="shipped variant names or .onnx paths")
@@ -137,7 +150,13 @@ def register(subparsers) -> None:
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="fp16 applies on GPU backends")
     p.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
     p.add_argument("--node", action="store_true", help="benchmark the node's per-frame overhead (no network) instead")
-    p.add_argument("--frames", type=int, default=200, help="frames for --node")
+    p.add_argument("--transport", action="store_true",
+                   help="cross-process image transport, Fast DDS defaults vs the shipped SHM profile, instead")
+    p.add_argument("--through-node", action="store_true",
+                   help="with --transport: also player -> fusion node process -> recorder")
+    p.add_argument("--profile", default="", help="Fast DDS profile for --transport (default: config/fastdds_shm.xml)")
+    p.add_argument("--rate", type=float, default=30.0, help="publishing rate for --transport, Hz")
+    p.add_argument("--frames", type=int, default=200, help="frames for --node and --transport")
     p.add_argument("--node-model", default="", help="model for --node (default: shipped lite)")
     p.set_defaults(func=cmd_bench)
 
