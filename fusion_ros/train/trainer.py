@@ -464,10 +464,10 @@ class Trainer:
                 self.state.step += 1
                 self.state.wall_s = time.time() - t0
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(total):.4f}", **{k: f"{v:.4f}" for k, v in terms.items()})
+                bar.set_postfix(loss=f"{float(total.detach()):.4f}", **{k: f"{v:.4f}" for k, v in terms.items()})
                 if self.state.step % cfg.log_every == 0:
                     self._csv(dict(time_s=self.state.wall_s, stage=1, step=self.state.step, kind="train", lr=lr,
-                                   loss=float(total), **terms))
+                                   loss=float(total.detach()), **terms))
                 done = _progress(self.state.step, cfg.steps, self.state.wall_s, cfg.time_budget_min) >= 1.0
                 if self.state.step % steps_per_epoch == 0 or done:
                     self._validate_and_select(val_items, stage=1)
@@ -615,10 +615,10 @@ class Trainer:
                 self.state.step += 1
                 self.state.wall_s = time.time() - t0
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(total):.4f}", **{k: f"{v:.4f}" for k, v in terms.items()})
+                bar.set_postfix(loss=f"{float(total.detach()):.4f}", **{k: f"{v:.4f}" for k, v in terms.items()})
                 if self.state.step % cfg.log_every == 0:
                     self._csv(dict(time_s=self.state.wall_s, stage=2, step=self.state.step, kind="train", lr=lr,
-                                   loss=float(total), **terms))
+                                   loss=float(total.detach()), **terms))
                 done = _progress(self.state.step, cfg.video_steps, self.state.wall_s, cfg.video_time_budget_min) >= 1.0
                 if self.state.step % steps_per_epoch == 0 or done:
                     self._validate_and_select([], stage=2, clips=clips)
