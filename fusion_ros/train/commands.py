@@ -69,9 +69,13 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show defaults and keep the example epilogs' line breaks."""
+
+
 def register(subparsers) -> None:
     """Add this stage's commands to the ``fusion-ros`` parser."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = _Formatter
     p = subparsers.add_parser("train", help="train the student: stage I images (teacher distillation), stage II video, export",
                               formatter_class=fmt, epilog=TRAIN_EPILOG)
     _add_config_args(p)

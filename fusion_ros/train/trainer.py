@@ -647,6 +647,10 @@ class Trainer:
         elif self.state.stage == 1 and self.is_main:
             self._ckpt("stage1_final.pt")
         if cfg.video_steps > 0 and cfg.video:
+            if self.distributed:
+                import torch.distributed as dist
+
+                dist.barrier()          # stage1_final.pt (rank 0) must exist before every rank reads it
             if self.state.stage == 1:
                 self.state.wall_s = 0.0
             self.run_stage2()

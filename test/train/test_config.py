@@ -1,0 +1,56 @@
+"""Training configs: the shipped YAML files load, bad values raise ConfigError naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fusion_ros.errors import ConfigError
+from fusion_ros.train.config import TrainConfig, load_train_config
+from fusion_ros.train.data import split_pairs, PairRecord
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["lite", "default"])
+def test_shipped_configs_load(name):
+    cfg = load_train_config(REPO / "config" / "train" / f"{name}.yaml")
+    assert cfg.model == name
+    assert (cfg.w_pix, cfg.w_mfm, cfg.w_ssim) == (1.0, 0.5, 0.2)       # SPEC §3 weights
+    assert cfg.teacher_weight_map() == {"SeAFusion": 0.5, "IFCNN": 0.5}
+    assert len(cfg.backbones) >= 2
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"teacher_weights": [1.0]}, "teacher_weights"),
+    ({"teacher_weights": [-1.0, 2.0]}, "teacher_weights"),
+    ({"crop": 100}, "crop"),
+    ({"tau": 0.0}, "tau"),
+    ({"p_noise": 1.5}, "p_noise"),
+    ({"backbones": ["vgg_from_the_hub"]}, "vgg_from_the_hub"),
+    ({"grad_target": "sobel"}, "grad_target"),
+    ({"model": "huge"}, "model"),
+])
+def test_bad_values_name_the_field(override, field):
+    with pytest.raises(ConfigError, match=field):
+        load_train_config(None, override)
+
+
+def test_unknown_key_suggests_the_closest():
+    with pytest.raises(ConfigError, match="teacher_weights"):
+        load_train_config(None, {"teacher_weight": [1, 1]})
+
+
+def test_zero_weight_teacher_is_dropped_and_weights_normalised():
+    cfg = TrainConfig(teachers=("SeAFusion", "IFCNN", "TarDAL"), teacher_weights=(3.0, 1.0, 0.0))
+    assert cfg.teacher_weight_map() == {"SeAFusion": 0.75, "IFCNN": 0.25}
+
+
+def test_split_is_deterministic_and_disjoint():
+    recs = [PairRecord("d", f"{i:04d}", Path(f"ir/{i}"), Path(f"vi/{i}")) for i in range(200)]
+    tr1, va1 = split_pairs(recs, 0.1)
+    tr2, va2 = split_pairs(list(reversed(recs)), 0.1)
+    assert {r.key for r in va1} == {r.key for r in va2}
+    assert not {r.key for r in tr1} & {r.key for r in va1}
+    assert 8 <= len(va1) <= 35
