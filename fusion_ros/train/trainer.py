@@ -438,6 +438,10 @@ class Trainer:
         cfg = self.cfg
         data, val_items, stats = self._load_stage1_data()
         self._panel(stats)
+        # Stage I runs with zero memory, where the memory adapter adds exactly nothing (K = V = 0): keep it out
+        # of the optimiser (and of DDP's gradient reduction, which rejects parameters without gradients).
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(not name.startswith("adapter."))
         model = self._wrap(self.model)
         opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
         if self._resume_blob is not None and self._resume_blob.get("stage") == 1 and "optimizer" in self._resume_blob:
@@ -480,6 +484,8 @@ class Trainer:
             raise
         finally:
             bar.close()
+        for p in self.model.parameters():
+            p.requires_grad_(True)
         if self.is_main:
             # The stage-I result is the best validation checkpoint; stage II starts from (and distils) it.
             if (self.out / "best_stage1.pt").is_file():
