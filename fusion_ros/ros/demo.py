@@ -71,6 +71,11 @@ def run_demo(out: str | Path = "demo_out", pairs: str | None = None, video: Sequ
     else:
         src = load_frames(pairs=pairs, video=video, frames=frames, fps=rgb_hz)
     src = Frames(src.thermal, src.rgb, rgb_hz)      # play one source frame per RGB tick
+    if pairs and thermal_hz != rgb_hz:
+        # Pairs are unrelated stills, not a moving scene: a thermal camera ticking at other instants would
+        # send the node a neighbouring still's thermal image as the nearest one in time.
+        log.info("--pairs: thermal published with each RGB image (thermal_hz %.1f -> %.1f)", thermal_hz, rgb_hz)
+        thermal_hz = rgb_hz
 
     ctx = Context()
     rclpy.init(context=ctx, domain_id=random.randint(1, 200))

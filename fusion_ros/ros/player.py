@@ -166,7 +166,9 @@ class PlayerNode(Node):
             delay = t0 + at - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            frame = min(int(at * self.frames.fps), len(self.frames) - 1)
+            # The epsilon: i / hz * hz is just below i for some i (123 / 15 * 15 = 122.99...), which would
+            # repeat one frame and skip the next.
+            frame = min(int(at * self.frames.fps + 1e-6), len(self.frames) - 1)
             stamp = self.get_clock().now().to_msg()
             if kind == 0:
                 msg = self.rgb_msgs[frame % len(self.rgb_msgs)]
