@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from fusion_ros.config import to_dict
 from fusion_ros.errors import FusionError
 from fusion_ros.model import FusionStudent, create_model, rgb_to_luma
 from fusion_ros.train import losses as L
@@ -334,8 +335,8 @@ class Trainer:
     # ---------------------------------------------------------------- checkpoints
     def _ckpt(self, name: str, optimizer=None, extra: dict | None = None) -> Path:
         core = self.model.module if hasattr(self.model, "module") else self.model
-        blob = {"config": config_dict(self.cfg), "model_config": {k: list(v) if isinstance(v, tuple) else v
-                                                                  for k, v in vars(core.cfg).items()},
+        # "config" + "state_dict" is the export's weights format, so fusion_ros.export.load_student reads any checkpoint.
+        blob = {"config": to_dict(core.cfg), "train_config": config_dict(self.cfg),
                 "state_dict": core.state_dict(), "stage": self.state.stage, "step": self.state.step,
                 "best_val": self.state.best_val, "best_val2": self.state.best_val2, "wall_s": self.state.wall_s, "history": self.state.history,
                 "torch_rng": torch.get_rng_state(), "gen": self.gen.get_state(), "np_rng": self.rng.bit_generator.state}
