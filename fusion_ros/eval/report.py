@@ -35,10 +35,11 @@ def _table(rows: dict[str, dict[str, float]], cols: list[str], baselines: set[st
         vals = [v for v in vals if v is not None and not math.isnan(v)]
         if vals:
             best[c] = min(vals) if c in lower_better else max(vals)
-    head = ["method", "n", *cols] + ([extra_name] if extra is not None else [])
+    with_n = any("n" in r for r in rows.values())
+    head = ["method"] + (["n"] if with_n else []) + [*cols] + ([extra_name] if extra is not None else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for n, r in rows.items():
-        cells = [f"{n} (baseline)" if n in baselines else n, str(int(r.get("n", 0))) if "n" in r else ""]
+        cells = [f"{n} (baseline)" if n in baselines else n] + ([str(int(r.get("n", 0)))] if with_n else [])
         for c in cols:
             s = format_value(r.get(c), _DIGITS.get(c, 3))
             if c in best and r.get(c) is not None and n not in baselines and abs(r[c] - best[c]) < 1e-12:
