@@ -81,6 +81,8 @@ class TrainConfig:
     val_crop: int = 256                                   # validation on a centred crop of this side (0 = whole images)
 
     # ---- augmentation (inputs only; targets stay clean)
+    augment_until: float = 1.0                            # share of stage I (progress in [0, 1]) with misalignment and
+                                                          # degradations on; after it, clean inputs (flips stay on)
     flip_prob: float = 0.5                                # horizontal flip of the input pair (output flipped back)
     misalign_prob: float = 0.25                           # probability of the thermal affine injection
     misalign_px: float = 10.0                             # max |translation| in px
@@ -155,7 +157,8 @@ class TrainConfig:
         for name in ("w_pix", "w_mfm", "w_ssim", "w_grad", "w_temporal", "weight_decay", "misalign_px", "misalign_deg"):
             need(getattr(self, name) >= 0, f"{name}={getattr(self, name)} must be >= 0")
         for f in dataclasses.fields(self):
-            if f.name.startswith("p_") or f.name.endswith("_prob") or f.name in ("lr_min_ratio", "video_val_fraction"):
+            if f.name.startswith("p_") or f.name.endswith("_prob") or f.name in ("lr_min_ratio", "video_val_fraction",
+                                                                                 "augment_until"):
                 v = getattr(self, f.name)
                 need(0.0 <= v <= 1.0, f"{f.name}={v} must be in [0, 1]")
         need(0.05 <= self.video_scale <= 1.0, f"video_scale={self.video_scale} must be in [0.05, 1]")

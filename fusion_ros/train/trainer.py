@@ -196,6 +196,7 @@ class _State:
     best_val2: float = math.inf
     wall_s: float = 0.0
     history: list = field(default_factory=list)
+    done: dict = field(default_factory=dict)      # per stage: steps and wall seconds actually run
 
 
 def _seed_all(seed: int) -> None:
@@ -304,17 +305,22 @@ class Trainer:
             y = torch.where(flip.view(-1, 1, 1, 1), y.flip(-1), y)
         return y
 
-    def stage1_loss(self, model, batch: dict[str, Any], augment: bool = True, margin: int | None = None) -> tuple[torch.Tensor, dict]:
-        """Stage-I loss of a batch. Returns (total, {term: float})."""
+    def stage1_loss(self, model, batch: dict[str, Any], augment: bool = True, margin: int | None = None,
+                    degrade: bool = True) -> tuple[torch.Tensor, dict]:
+        """Stage-I loss of a batch. Returns (total, {term: float}).
+
+        ``augment`` turns on flips and, with ``degrade``, the misalignment injection and the degradations.
+        """
         cfg = self.cfg
         th = batch["thermal"].to(self.device)
         vis = batch["visible"].to(self.device)
         mean = batch["mean"].to(self.device)
         var = batch["var"].to(self.device)
         th_in, vis_in, flip = th, vis, None
-        if augment:
+        if augment and degrade:
             th_in = degrade_thermal(misalign(th.cpu(), cfg, self.gen), cfg, self.gen).to(self.device)
             vis_in = degrade_visible(vis.cpu(), cfg, self.gen).to(self.device)
+        if augment:
             flip = (torch.rand(th.shape[0], generator=self.gen) < cfg.flip_prob).to(self.device)
         y = self._forward(model, th_in, vis_in, flip)
         terms: dict[str, torch.Tensor] = {}
@@ -339,6 +345,7 @@ class Trainer:
         blob = {"config": to_dict(core.cfg), "train_config": config_dict(self.cfg),
                 "state_dict": core.state_dict(), "stage": self.state.stage, "step": self.state.step,
                 "best_val": self.state.best_val, "best_val2": self.state.best_val2, "wall_s": self.state.wall_s, "history": self.state.history,
+                "done": self.state.done,
                 "torch_rng": torch.get_rng_state(), "gen": self.gen.get_state(), "np_rng": self.rng.bit_generator.state}
         if optimizer is not None:
             blob["optimizer"] = optimizer.state_dict()
@@ -358,7 +365,7 @@ class Trainer:
         core = self.model.module if hasattr(self.model, "module") else self.model
         core.load_state_dict(blob["state_dict"])
         self.state = _State(blob["stage"], blob["step"], blob["best_val"], blob.get("best_val2", math.inf), blob.get("wall_s", 0.0),
-                            blob.get("history", []))
+                            blob.get("history", []), blob.get("done", {}))
         torch.set_rng_state(blob["torch_rng"])
         self.gen.set_state(blob["gen"])
         self.rng.bit_generator.state = blob["np_rng"]
@@ -461,7 +468,7 @@ class Trainer:
                 for g in opt.param_groups:
                     g["lr"] = lr
                 batch = data.sample(cfg.batch_size)
-                total, terms = self.stage1_loss(model, batch)
+                total, terms = self.stage1_loss(model, batch, degrade=prog < cfg.augment_until)
                 opt.zero_grad(set_to_none=True)
                 total.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -487,6 +494,7 @@ class Trainer:
             bar.close()
         for p in self.model.parameters():
             p.requires_grad_(True)
+        self.state.done["stage1"] = {"steps": self.state.step, "wall_s": round(self.state.wall_s, 1)}
         if self.is_main:
             # The stage-I result is the best validation checkpoint; stage II starts from (and distils) it.
             if (self.out / "best_stage1.pt").is_file():
@@ -640,10 +648,22 @@ class Trainer:
             bar.close()
         for p in self.model.parameters():
             p.requires_grad_(True)
+        self.state.done["stage2"] = {"steps": self.state.step, "wall_s": round(self.state.wall_s, 1)}
 
     # ---------------------------------------------------------------- whole run
     def fit(self, resume: bool = False) -> Path | None:
-        """Run stage I and II, then export the best model. Returns the exported ONNX path (main process)."""
+        """Run stage I and II, then export the best model. Returns the exported ONNX path (main process).
+
+        SIGTERM (a scheduler's preemption, ``kill``) is handled like Ctrl-C: checkpoint, then stop.
+        """
+        import signal
+        import threading
+
+        def _term(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _term)
         cfg = self.cfg
         self._resume_blob = self._load_resume() if resume else None
         t_start = time.time()
@@ -684,10 +704,11 @@ class Trainer:
             "data": {"pairs": list(cfg.pairs), "video": list(cfg.video)},
             "teachers": cfg.teacher_weight_map(),
             "backbones": list(cfg.backbones),
-            "steps": {"stage1": cfg.steps, "stage2": cfg.video_steps},
+            "steps_run": self.state.done,
             "batch": {"stage1": f"{cfg.batch_size}x{cfg.crop}x{cfg.crop}",
                       "stage2": f"{cfg.video_batch}x{cfg.clip_len}x{cfg.video_crop}x{cfg.video_crop}"},
             "wall_s_this_process": round(wall_s, 1),
+            "init_checkpoint": cfg.init_checkpoint or None,
             "hardware": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, torch {torch.__version__}"
                         + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no GPU"),
             "best_val_stage1": min((h["loss"] for h in val), default=None),
