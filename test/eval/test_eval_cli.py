@@ -137,3 +137,15 @@ def test_report_bold_and_strict_json():
     assert "| copy-vis (baseline) | 2 | 9.000 | 1.000 |" in md  # a baseline is never bold
     text = json.dumps(to_json(res), allow_nan=False)
     assert json.loads(text)["per_dataset"]["d"]["a"]["VIF"] is None
+
+
+def test_worker_pool_gives_the_same_numbers(tmp_path):
+    from fusion_ros.eval.runner import EvalConfig, evaluate_pairs, parse_method, prepare_methods
+
+    root = _mini_pairs(tmp_path, "tno", ["03", "04"])
+    cfg1 = EvalConfig(jobs=1, speed=False, grid_images=0)
+    methods = prepare_methods([parse_method("copy-vis")], cfg1)
+    one = evaluate_pairs(root, methods, cfg1, progress=False)
+    two = evaluate_pairs(root, methods, EvalConfig(jobs=2, speed=False, grid_images=0), progress=False)
+    assert two["jobs"] == 2
+    assert one["overall"] == two["overall"]
