@@ -60,7 +60,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.detect and not args.pairs:
         raise ConfigError("--detect needs --pairs (a folder with labels/, e.g. ../shared/data/pairs/dev/msrs)")
     cfg = EvalConfig(backend=args.backend, threads=args.threads, jobs=args.jobs, grid_images=args.grid,
-                     speed=not args.no_speed, metrics=tuple(args.metrics))
+                     speed=not args.no_speed, metrics=tuple(args.metrics), misalign_px=args.misalign)
     methods = prepare_methods([parse_method(s) for s in args.methods], cfg)
     result: dict = {}
     if args.pairs and not args.no_metrics:
@@ -129,5 +129,7 @@ def register(subparsers) -> None:
     e.add_argument("--grid", type=int, default=4, help="pairs shown in grid.png")
     e.add_argument("--max-frames", type=int, default=0, help="frames per clip for --video, 0 = all")
     e.add_argument("--no-speed", action="store_true", help="skip the bench timing of students")
+    e.add_argument("--misalign", type=float, default=0.0, metavar="PX",
+                   help="shift the students' thermal input by PX pixels right and down (robustness to calibration error)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_eval)

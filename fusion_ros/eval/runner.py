@@ -49,6 +49,8 @@ class Method:
         kind: "folder", "student", "copy-vis", "copy-ir" or "teacher-mean".
         source: folder or model path (students: "", "lite", "default" or a file).
         members: folder-method names averaged by "teacher-mean" (empty = every folder method).
+        misalign_px: students only: the thermal input is shifted by this many pixels right and down before
+            fusing (scored against the aligned sources), to measure robustness to a calibration error.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Method:
     source: str = ""
     members: tuple[str, ...] = ()
     fuser: object | None = field(default=None, repr=False)
+    misalign_px: float = 0.0
 
     @property
     def is_baseline(self) -> bool:
@@ -63,6 +66,8 @@ class Method:
 
     def describe(self) -> dict:
         d = {"kind": self.kind, "source": self.source}
+        if self.misalign_px:
+            d["misalign_px"] = self.misalign_px
         if self.kind == "teacher-mean":
             d["members"] = list(self.members)
         return d
@@ -111,6 +116,7 @@ class EvalConfig:
         grid_images: pairs shown in the grid PNG (first of each dataset first), >= 0.
         add_baselines: add copy-vis and copy-ir rows when they were not asked for.
         speed: time students with the bench (480x640, median of 20) for the speed column.
+        misalign_px: shift of the students' thermal input, px (0 = aligned); the metrics still use the aligned pair.
     """
 
     backend: str = "auto"
@@ -120,8 +126,11 @@ class EvalConfig:
     grid_images: int = 4
     add_baselines: bool = True
     speed: bool = True
+    misalign_px: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.misalign_px <= 64.0:
+            raise ConfigError(f"misalign_px={self.misalign_px} must be within [0, 64] pixels")
         if self.jobs < 0:
             raise ConfigError(f"jobs={self.jobs} must be >= 0 (0 = min(2, CPUs))")
         if self.grid_images < 0:
@@ -155,6 +164,8 @@ def prepare_methods(methods: list[Method], cfg: EvalConfig) -> list[Method]:
         if m.kind == "student" and m.fuser is None:
             m.fuser = make_fuser(StudentConfig(model_path=m.source, backend=cfg.backend, threads=cfg.threads,
                                                use_memory=False))
+        if m.kind == "student":
+            m.misalign_px = cfg.misalign_px
     return out
 
 
@@ -181,8 +192,15 @@ def method_output(m: Method, pair: Pair, ir: np.ndarray, vis: np.ndarray,
         return np.clip(np.rint(np.mean([M.to_gray(p) for p in parts], axis=0)), 0, 255).astype(np.uint8)
     if m.kind == "student":
         m.fuser.reset()
-        return m.fuser.step(ir, vis)
+        return m.fuser.step(shift_image(ir, m.misalign_px) if m.misalign_px else ir, vis)
     raise ConfigError(f"unknown method kind {m.kind!r}")
+
+
+def shift_image(img: np.ndarray, px: float) -> np.ndarray:
+    """``img`` translated by ``px`` pixels right and down (edges replicated), like a thermal calibration error."""
+    h, w = img.shape[:2]
+    mat = np.float32([[1, 0, px], [0, 1, px]])
+    return cv2.warpAffine(img, mat, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def as_rgb(img: np.ndarray, vis: np.ndarray) -> np.ndarray:
