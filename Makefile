@@ -3,6 +3,8 @@
 # Both create .venv with the pinned requirements when it is missing.
 
 PYTHON ?= python3
+SHARED ?= ../shared
+T      := $(SHARED)/data/teachers
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -26,6 +28,19 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/fusion-ros bench --json
+
+# The README's quality tables: teachers, their means, the copies and the shipped students on pairs/dev,
+# then flicker on video/dev and detector mAP on pairs/dev/msrs.
+eval: $(STAMP)
+	mkdir -p eval_out
+	$(VENV)/bin/fusion-ros eval --pairs $(SHARED)/data/pairs/dev \
+	  --methods SeAFusion=$(T)/SeAFusion/dev TarDAL=$(T)/TarDAL/dev IFCNN=$(T)/IFCNN/dev AUIF=$(T)/AUIF/dev \
+	            teacher-mean mean-SeA-IFCNN=teacher-mean:SeAFusion,IFCNN \
+	            lite=models/fusion_lite.onnx default=models/fusion_default.onnx \
+	  --report eval_out/pairs --json > eval_out/pairs.json
+	$(VENV)/bin/fusion-ros eval --pairs $(SHARED)/data/pairs/dev/msrs --video $(SHARED)/data/video/dev \
+	  --methods lite=models/fusion_lite.onnx default=models/fusion_default.onnx --detect --no-metrics \
+	  --report eval_out/video --json > eval_out/video.json
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
