@@ -56,9 +56,6 @@ class OnnxRuntimeBackend(Backend):
         if cfg.threads:
             opts.intra_op_num_threads = cfg.threads
         opts.inter_op_num_threads = 1
-        # Spinning worker threads keep every core busy between frames; in a node that shares the
-        # CPU with decode/encode and DDS they doubled the frame time (measured with `bench --node`).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
         self.providers = self.session.get_providers()
         self.model_path = str(onnx_path)
