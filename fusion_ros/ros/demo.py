@@ -92,10 +92,11 @@ def run_demo(out: str | Path = "demo_out", pairs: str | None = None, video: Sequ
         node.trigger_activate()
         player = PlayerNode(src, rgb_encoding=rgb_encoding, context=ctx)
         rec = RecorderNode(context=ctx, depth=len(src) + 10)
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         import threading
 
-        ex = MultiThreadedExecutor(num_threads=2, context=ctx)
+        # One executor thread: rclpy's MultiThreadedExecutor only adds GIL contention and starved the player.
+        ex = SingleThreadedExecutor(context=ctx)
         ex.add_node(node)
         ex.add_node(rec)
         spin = threading.Thread(target=ex.spin, daemon=True)
