@@ -254,18 +254,24 @@ class FusionNode(LifecycleNode):
         last = self._last_thermal_arrival if self._last_thermal_arrival is not None else self._active_since
         return now - last > self.settings.node.thermal_timeout_s
 
+    def _decode_stamped(self, msg: Image, kind: str, convert) -> tuple[Any, float] | None:
+        """Zero-copy decode + ``convert`` and the pairing stamp; None (counted, throttle-logged) when unusable."""
+        try:
+            value = convert(ic.decode(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data),
+                            msg.encoding)
+        except EncodingError as exc:
+            self._malformed(kind, exc)
+            return None
+        stamp = self._stamp(msg, kind)
+        return None if stamp is None else (value, stamp)
+
     def _rgb_callback(self, msg: Image) -> None:
         arrival = time.monotonic()
         self.rgb_rate.tick()
-        try:
-            rgb = ic.to_rgb(ic.decode(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data),
-                            msg.encoding)
-        except EncodingError as exc:
-            self._malformed("rgb", exc)
+        decoded = self._decode_stamped(msg, "rgb", ic.to_rgb)
+        if decoded is None:
             return
-        stamp = self._stamp(msg, "rgb")
-        if stamp is None:
-            return
+        rgb, stamp = decoded
         if self._thermal_stale(arrival):
             self._handle(self.sync.flush())
             self._set_mode("passthrough")
@@ -276,15 +282,10 @@ class FusionNode(LifecycleNode):
     def _thermal_callback(self, msg: Image) -> None:
         arrival = time.monotonic()
         self.thermal_rate.tick()
-        try:
-            view = ic.decode(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
-            thermal = ic.to_thermal(view, msg.encoding)
-        except EncodingError as exc:
-            self._malformed("thermal", exc)
+        decoded = self._decode_stamped(msg, "thermal", ic.to_thermal)
+        if decoded is None:
             return
-        stamp = self._stamp(msg, "thermal")
-        if stamp is None:
-            return
+        thermal, stamp = decoded
         if self.mode == "passthrough":
             self._resume_pending = True
         self._last_thermal_arrival = arrival

@@ -35,7 +35,7 @@ import numpy as np
 
 from fusion_ros.errors import ConfigError, FusionError
 
-__all__ = ["run_transport_bench", "DEFAULT_PROFILE", "PROFILE_ENV_VARS"]
+__all__ = ["run_transport_bench", "terminate_process", "DEFAULT_PROFILE", "PROFILE_ENV_VARS"]
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ def _last_json(out: str, err: str, what: str) -> dict:
     raise FusionError(f"transport benchmark: the {what} process reported nothing; stderr:\n{err[-2000:]}")
 
 
-def _terminate(proc: subprocess.Popen) -> None:
+def terminate_process(proc: subprocess.Popen) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL after 10 s."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -190,7 +191,7 @@ def run_transport_bench(frames: int = 150, rate_hz: float = 30.0, width: int = 6
         return {**result, **settings, "thermal": "mono16 320x256 @ 9 Hz"}
     finally:
         for p in reversed(procs):
-            _terminate(p)
+            terminate_process(p)
 
 
 # -- roles (each a separate process) -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from pathlib import Path
 
 from fusion_ros.ros.player import PlayerNode, RecorderNode, load_frames
+from fusion_ros.ros.transport_bench import terminate_process
 
 PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml"
 
@@ -42,12 +43,7 @@ def node_process(domain_id, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", *NODE_ARGS],
                             env=_env(domain_id), stdout=log, stderr=subprocess.STDOUT)
     yield proc, log
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    terminate_process(proc)
     log.close()
 
 
