@@ -442,6 +442,53 @@ class Trainer:
         self.model.train()
         return {k: v / max(1, len(val_items)) for k, v in sums.items()}
 
+    def _optimise(self, stage: int, opt, params: list, steps: int, budget_min: float, peak_lr: float, warmup: int,
+                  steps_per_epoch: int, loss, validate) -> None:
+        """The loop both stages share: LR schedule, step, progress bar, CSV log, validation, checkpoints.
+
+        ``loss(progress) -> (total, terms)`` computes one batch; ``validate()`` runs each epoch and at the end.
+        A Ctrl-C (or SIGTERM) writes ``last.pt`` first, so ``--resume`` continues from there.
+        """
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        name = "I" * stage
+        self.model.train()
+        bar = tqdm(total=steps, initial=self.state.step, desc=f"stage {name}", disable=not (self.progress and self.is_main),
+                   dynamic_ncols=True)
+        t0 = time.time() - self.state.wall_s
+        try:
+            while (prog := _progress(self.state.step, steps, self.state.wall_s, budget_min)) < 1.0:
+                lr = _lr_at(self.state.step, steps, peak_lr, warmup, cfg.lr_min_ratio, prog)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                total, terms = loss(prog)
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+                self.state.step += 1
+                self.state.wall_s = time.time() - t0
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(total.detach()):.4f}", **{k: f"{v:.4f}" for k, v in terms.items()})
+                if self.state.step % cfg.log_every == 0:
+                    self._csv(dict(time_s=self.state.wall_s, stage=stage, step=self.state.step, kind="train", lr=lr,
+                                   loss=float(total.detach()), **terms))
+                done = _progress(self.state.step, steps, self.state.wall_s, budget_min) >= 1.0
+                if self.state.step % steps_per_epoch == 0 or done:
+                    validate()
+                if self.state.step % cfg.ckpt_every == 0 and self.is_main:
+                    self._ckpt("last.pt", opt)
+        except KeyboardInterrupt:
+            if self.is_main:
+                p = self._ckpt("last.pt", opt)
+                log.warning("interrupted at stage %s step %d; checkpoint %s (continue with --resume)", name, self.state.step, p)
+            raise
+        finally:
+            bar.close()
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+
     def run_stage1(self) -> None:
         cfg = self.cfg
         data, val_items, stats = self._load_stage1_data()
@@ -450,50 +497,16 @@ class Trainer:
         # of the optimiser (and of DDP's gradient reduction, which rejects parameters without gradients).
         for name, p in self.model.named_parameters():
             p.requires_grad_(not name.startswith("adapter."))
+        params = [p for p in self.model.parameters() if p.requires_grad]
         model = self._wrap(self.model)
-        opt = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if self._resume_blob is not None and self._resume_blob.get("stage") == 1 and "optimizer" in self._resume_blob:
             opt.load_state_dict(self._resume_blob["optimizer"])
         steps_per_epoch = max(1, len(data) * cfg.crops_per_pair // (cfg.batch_size * self.world))
-        self.model.train()
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, initial=self.state.step, desc="stage I", disable=not (self.progress and self.is_main),
-                   dynamic_ncols=True)
-        t0 = time.time() - self.state.wall_s
-        try:
-            while _progress(self.state.step, cfg.steps, self.state.wall_s, cfg.time_budget_min) < 1.0:
-                prog = _progress(self.state.step, cfg.steps, self.state.wall_s, cfg.time_budget_min)
-                lr = _lr_at(self.state.step, cfg.steps, cfg.lr, cfg.warmup_steps, cfg.lr_min_ratio, prog)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                batch = data.sample(cfg.batch_size)
-                total, terms = self.stage1_loss(model, batch, degrade=prog < cfg.augment_until)
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                opt.step()
-                self.state.step += 1
-                self.state.wall_s = time.time() - t0
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(total.detach()):.4f}", **{k: f"{v:.4f}" for k, v in terms.items()})
-                if self.state.step % cfg.log_every == 0:
-                    self._csv(dict(time_s=self.state.wall_s, stage=1, step=self.state.step, kind="train", lr=lr,
-                                   loss=float(total.detach()), **terms))
-                done = _progress(self.state.step, cfg.steps, self.state.wall_s, cfg.time_budget_min) >= 1.0
-                if self.state.step % steps_per_epoch == 0 or done:
-                    self._validate_and_select(val_items, stage=1)
-                if self.state.step % cfg.ckpt_every == 0 and self.is_main:
-                    self._ckpt("last.pt", opt)
-        except KeyboardInterrupt:
-            if self.is_main:
-                p = self._ckpt("last.pt", opt)
-                log.warning("interrupted at stage I step %d; checkpoint %s (continue with --resume)", self.state.step, p)
-            raise
-        finally:
-            bar.close()
-        for p in self.model.parameters():
-            p.requires_grad_(True)
+        self._optimise(1, opt, params, cfg.steps, cfg.time_budget_min, cfg.lr, cfg.warmup_steps, steps_per_epoch,
+                       loss=lambda prog: self.stage1_loss(model, data.sample(cfg.batch_size),
+                                                          degrade=prog < cfg.augment_until),
+                       validate=lambda: self._validate_and_select(val_items, stage=1))
         self.state.done["stage1"] = {"steps": self.state.step, "wall_s": round(self.state.wall_s, 1)}
         if self.is_main:
             # The stage-I result is the best validation checkpoint; stage II starts from (and distils) it.
@@ -608,46 +621,11 @@ class Trainer:
         if self.state.stage != 2:
             self.state.stage, self.state.step, self.state.best_val2 = 2, 0, math.inf
         steps_per_epoch = max(10, len(clips.train) // max(1, cfg.video_batch))
-        self.model.train()
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.video_steps, initial=self.state.step, desc="stage II", disable=not (self.progress and self.is_main),
-                   dynamic_ncols=True)
-        t0 = time.time() - self.state.wall_s
         self._validate_and_select([], stage=2, clips=clips)         # step 0 = the stage-I model with memory
-        try:
-            while _progress(self.state.step, cfg.video_steps, self.state.wall_s, cfg.video_time_budget_min) < 1.0:
-                prog = _progress(self.state.step, cfg.video_steps, self.state.wall_s, cfg.video_time_budget_min)
-                lr = _lr_at(self.state.step, cfg.video_steps, cfg.video_lr, min(cfg.warmup_steps, cfg.video_steps // 10),
-                            cfg.lr_min_ratio, prog)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                total, terms = self._stage2_loss(model, self._frozen, clips.sample(cfg.video_batch))
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-                self.state.step += 1
-                self.state.wall_s = time.time() - t0
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(total.detach()):.4f}", **{k: f"{v:.4f}" for k, v in terms.items()})
-                if self.state.step % cfg.log_every == 0:
-                    self._csv(dict(time_s=self.state.wall_s, stage=2, step=self.state.step, kind="train", lr=lr,
-                                   loss=float(total.detach()), **terms))
-                done = _progress(self.state.step, cfg.video_steps, self.state.wall_s, cfg.video_time_budget_min) >= 1.0
-                if self.state.step % steps_per_epoch == 0 or done:
-                    self._validate_and_select([], stage=2, clips=clips)
-                if self.state.step % cfg.ckpt_every == 0 and self.is_main:
-                    self._ckpt("last.pt", opt)
-        except KeyboardInterrupt:
-            if self.is_main:
-                p = self._ckpt("last.pt", opt)
-                log.warning("interrupted at stage II step %d; checkpoint %s (continue with --resume)", self.state.step, p)
-            raise
-        finally:
-            bar.close()
-        for p in self.model.parameters():
-            p.requires_grad_(True)
+        self._optimise(2, opt, params, cfg.video_steps, cfg.video_time_budget_min, cfg.video_lr,
+                       min(cfg.warmup_steps, cfg.video_steps // 10), steps_per_epoch,
+                       loss=lambda prog: self._stage2_loss(model, self._frozen, clips.sample(cfg.video_batch)),
+                       validate=lambda: self._validate_and_select([], stage=2, clips=clips))
         self.state.done["stage2"] = {"steps": self.state.step, "wall_s": round(self.state.wall_s, 1)}
 
     # ---------------------------------------------------------------- whole run
