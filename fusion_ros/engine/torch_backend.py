@@ -35,7 +35,7 @@ class TorchBackend(Backend):
             log.info("fp16 requested on the CPU; running fp32 (half precision is slower on CPUs)")
             precision = "fp32"
         model = load_student(onnx_path)
-        super().__init__(precision, model.stride, model.cfg.memory_channels)
+        super().__init__(precision, model.stride, model.cfg.state_channels)
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         model = model.to(self.device, self.dtype)
         if self.device.type == "cuda":

@@ -70,9 +70,12 @@ def markdown_tables(result: dict) -> str:
         v = result["video"]
         out += [f"### Temporal stability (`{v['video_root']}`, mean over {len(v['clips'])} clips)", "",
                 "flicker = mean |F_t - warp(F_t-1)| / the same for the visible input (1 = as steady as the input); "
-                "warping error = mean squared warped difference of the luma in [0, 1], x1000. Lower is better.", ""]
-        rows = {n: {"flicker": r["flicker"], "warp_x1000": r["warping_error"] * 1e3} for n, r in v["mean"].items()}
-        out += _table(rows, ["flicker", "warp_x1000"], {"visible", "copy-ir"},
+                "warping error = mean squared warped difference of the luma in [0, 1], x1000. Lower is better. "
+                "Qabf, SSIM, VIF = per-frame fusion quality, mean over the frames (higher is better).", ""]
+        quality = [q for q in ("Qabf", "SSIM", "VIF") if all(q in r for r in v["mean"].values())]
+        rows = {n: {"flicker": r["flicker"], "warp_x1000": r["warping_error"] * 1e3, **{q: r[q] for q in quality}}
+                for n, r in v["mean"].items()}
+        out += _table(rows, ["flicker", "warp_x1000", *quality], {"visible", "copy-ir"},
                       lower_better={"flicker", "warp_x1000"}) + [""]
         per_clip = {}
         for clip, crow in v["clips"].items():

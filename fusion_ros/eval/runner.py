@@ -364,9 +364,15 @@ def _load_clip(ir_src: Path, vi_src: Path) -> tuple[list[np.ndarray], list[np.nd
     return irs[:n], vis[:n]
 
 
+VIDEO_QUALITY = ("Qabf", "SSIM", "VIF")
+
+
 def evaluate_video(video_root: str | Path, methods: list[Method], max_frames: int = 0) -> dict:
-    """Flicker and warping error per clip for the visible input, copy-ir, and every student with and
-    without its streaming memory (DIS flow of the visible stream, shared by all rows).
+    """Flicker, warping error and per-frame fusion quality per clip for the visible input, copy-ir, and every
+    student with and without its streaming memory (DIS flow of the visible stream, shared by all rows).
+
+    The per-frame quality (mean over the clip's frames of :data:`VIDEO_QUALITY`) shows what steadiness costs:
+    a memory that lowered flicker by smearing the picture would lose it.
 
     Args:
         video_root: a clip folder or a folder of clips (frame folders or ir.mp4 + vi.mp4).
@@ -374,8 +380,9 @@ def evaluate_video(video_root: str | Path, methods: list[Method], max_frames: in
         max_frames: use at most this many frames per clip, 0 = all.
 
     Returns:
-        {"clips": {clip: {row: TemporalResult dict}}, "mean": {row: {"flicker", "warping_error"}}}.
+        {"clips": {clip: {row: TemporalResult dict + metric means}}, "mean": {row: {"flicker", "warping_error", metrics}}}.
     """
+    from fusion_ros.eval.metrics import compute_many
     from fusion_ros.eval.temporal import compute_flow, temporal_metrics
 
     clips = {}
@@ -384,8 +391,7 @@ def evaluate_video(video_root: str | Path, methods: list[Method], max_frames: in
         if max_frames:
             irs, vis = irs[:max_frames], vis[:max_frames]
         flow = compute_flow(vis)
-        rows = {"visible": temporal_metrics(vis, vis, flow)}
-        rows["copy-ir"] = temporal_metrics([ir_to_u8(ir) for ir in irs], vis, flow)
+        frames = {"visible": vis, "copy-ir": [ir_to_u8(ir) for ir in irs]}
         for m in methods:
             if m.kind != "student":
                 continue
@@ -394,14 +400,17 @@ def evaluate_video(video_root: str | Path, methods: list[Method], max_frames: in
                 old = fuser.cfg
                 fuser.configure(replace(old, use_memory=mem))
                 fuser.reset()
-                fused = [fuser.step(t, v) for t, v in zip(irs, vis)]
+                frames[f"{m.name} ({'memory' if mem else 'no memory'})"] = [fuser.step(t, v) for t, v in zip(irs, vis)]
                 fuser.configure(old)
-                rows[f"{m.name} ({'memory' if mem else 'no memory'})"] = temporal_metrics(fused, vis, flow)
-        clips[name] = {k: v.to_dict() for k, v in rows.items()}
-        log.info("clip %s: %s", name, {k: round(v["flicker"], 3) for k, v in clips[name].items()})
-    rows = list(next(iter(clips.values())))
-    mean = {r: {"flicker": float(np.mean([c[r]["flicker"] for c in clips.values()])),
-                "warping_error": float(np.mean([c[r]["warping_error"] for c in clips.values()]))} for r in rows}
+        rows = {k: temporal_metrics(f, vis, flow).to_dict() for k, f in frames.items()}
+        per_frame = [compute_many({k: f[i] for k, f in frames.items()}, ir_to_u8(irs[i]), vis[i], VIDEO_QUALITY)
+                     for i in range(len(vis))]
+        for k, row in rows.items():
+            row.update({q: float(np.mean([pf[k][q] for pf in per_frame])) for q in VIDEO_QUALITY})
+        clips[name] = rows
+        log.info("clip %s: %s", name, {k: round(v["flicker"], 3) for k, v in rows.items()})
+    keys = ("flicker", "warping_error") + VIDEO_QUALITY
+    mean = {r: {k: float(np.mean([c[r][k] for c in clips.values()])) for k in keys} for r in next(iter(clips.values()))}
     return {"video_root": str(video_root), "clips": clips, "mean": mean}
 
 

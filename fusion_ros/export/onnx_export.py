@@ -19,7 +19,7 @@ import torch
 
 from fusion_ros.config import to_dict
 from fusion_ros.errors import ConfigError
-from fusion_ros.model import FusionStudent, ModelConfig
+from fusion_ros.model import MODELS, FusionStudent, ModelConfig
 
 __all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "export_onnx", "load_student", "read_sidecar", "sha256_file",
            "compare_onnx_to_torch", "convert_onnx_fp16", "sidecar_path", "weights_path"]
@@ -57,12 +57,19 @@ def read_sidecar(onnx_path: str | Path) -> dict:
 
 
 def _config_from_dict(d: dict) -> ModelConfig:
+    # Fields a saved config predates take the named variant's value, not the dataclass default.
+    d = {**MODELS.get(d.get("name", ""), {}), **d}
     d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
     return ModelConfig(**d)
 
 
-def load_student(path: str | Path, map_location: str = "cpu") -> FusionStudent:
-    """Load a student from ``X.pt`` (or from ``X.onnx``, using the ``X.pt`` beside it). Returns it in eval mode."""
+def load_student(path: str | Path, map_location: str = "cpu", allow_new_modules: bool = False) -> FusionStudent:
+    """Load a student from ``X.pt`` (or from ``X.onnx``, using the ``X.pt`` beside it). Returns it in eval mode.
+
+    Args:
+        allow_new_modules: start modules that the checkpoint predates (whole submodules such as ``history``)
+            from their initialisation instead of failing; any other mismatch still fails. For fine-tuning.
+    """
     p = Path(path)
     if p.suffix == ".onnx":
         p = weights_path(p)
@@ -70,7 +77,16 @@ def load_student(path: str | Path, map_location: str = "cpu") -> FusionStudent:
         raise ConfigError(f"model weights '{p}' not found; pass a .pt written by `fusion-ros export` or training")
     blob = torch.load(p, map_location=map_location, weights_only=True)
     model = FusionStudent(_config_from_dict(blob["config"]))
-    model.load_state_dict(blob["state_dict"])
+    if not allow_new_modules:
+        model.load_state_dict(blob["state_dict"])
+        return model.eval()
+    missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
+    new_modules = {k.split(".")[0] for k in missing}
+    partial = [k for k in blob["state_dict"] if k.split(".")[0] in new_modules]
+    if unexpected or partial:
+        raise ConfigError(f"{p} does not match the model: unexpected {unexpected[:5]}, partly present {partial[:5]}")
+    if missing:
+        log.info("%s predates module(s) %s; they start from their initialisation", p, sorted(new_modules))
     return model.eval()
 
 
@@ -119,7 +135,7 @@ def export_onnx(model: FusionStudent, onnx_path: str | Path, meta: dict[str, Any
         "outputs": {"fused": "(1, 3, H, W) float32 RGB in [0, 1]", "memory_out": "same shape as memory"},
         "normalisation": {"thermal_scale": 1.0 / 255.0, "visible_scale": 1.0 / 255.0, "mean": 0.0, "std": 1.0},
         "stride": cfg.stride,
-        "memory_channels": cfg.memory_channels,
+        "memory_channels": cfg.state_channels,
         "memory_shape_rule": "(1, memory_channels, ceil(H / stride), ceil(W / stride))",
         "uses_memory": cfg.use_memory,
         "opset": OPSET,

@@ -15,6 +15,12 @@ Design, and why:
 - Colour: the fused luminance replaces the visible luminance and the visible chroma is kept
   (adding the same delta to R, G and B leaves BT.601 Cb/Cr unchanged). A frozen RGB detector
   sees the colours it was trained on.
+- Temporal stability has two parts. The SDMFusion memory at 1/stride feeds past features into the
+  decoder, but the decoder's skips and the full-resolution blend re-derive most of each frame from the
+  current inputs, so it alone barely steadies the output. The output history (:class:`OutputHistory`)
+  closes that gap: the previous fused luminance, packed into the same state tensor, is warped by the
+  adapter's flow and blended into the current one where the two agree (an edge-preserving temporal
+  filter with learned strength), so noise-driven frame-to-frame changes are damped and real changes pass.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ class ModelConfig:
     memory_channels: int = 16              # channels of the memory state
     attn_window: int = 3                   # side of the local cross-attention window (odd)
     max_flow: float = 4.0                  # largest flow the in-network flow head predicts, px at memory level
+    history: bool = True                   # carry the previous fused luminance and blend it in (needs use_memory)
+    history_warp: bool = True              # motion-compensate the history with the in-network flow (full-res warp)
 
     def __post_init__(self) -> None:
         if self.stem not in (1, 2, 4, 8):
@@ -62,14 +70,24 @@ class ModelConfig:
         """Input sizes are padded to a multiple of this."""
         return self.stem * 2 ** (len(self.widths) - 1)
 
+    @property
+    def uses_history(self) -> bool:
+        return self.use_memory and self.history
+
+    @property
+    def state_channels(self) -> int:
+        """Channels of the whole state tensor: feature memory, then (with history) validity + packed luminance."""
+        return self.memory_channels + (1 + self.stride ** 2 if self.uses_history else 0)
+
     def memory_shape(self, height: int, width: int, batch: int = 1) -> tuple[int, int, int, int]:
-        """Memory tensor shape for an input of ``height`` x ``width`` (the rule the sidecar records)."""
+        """State tensor shape for an input of ``height`` x ``width`` (the rule the sidecar records)."""
         s = self.stride
-        return (batch, self.memory_channels, math.ceil(height / s), math.ceil(width / s))
+        return (batch, self.state_channels, math.ceil(height / s), math.ceil(width / s))
 
 
 MODELS: dict[str, dict] = {
-    "lite": dict(name="lite", stem=4, widths=(16, 32), depths=(1, 1), decoder_depth=1, memory_channels=16),
+    "lite": dict(name="lite", stem=4, widths=(16, 32), depths=(1, 1), decoder_depth=1, memory_channels=16,
+                 history_warp=False),   # the full-resolution warp would cost ~10 ms of its ~27 ms on one core
     "default": dict(name="default", stem=2, widths=(24, 48, 96), depths=(1, 2, 2), decoder_depth=1,
                     memory_channels=32),
 }
@@ -177,6 +195,17 @@ class ResidualFusionHead(nn.Module):
         return self.proj(self.attn(cat.mean(dim=(2, 3), keepdim=True)) * cat) + f_ir + f_vis
 
 
+def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample ``image`` (B, C, h, w) at each pixel centre displaced by ``flow`` (B, 2, h, w), pixels (x, y)."""
+    h, w = image.shape[-2], image.shape[-1]
+    ys = (torch.arange(h, dtype=image.dtype, device=image.device) + 0.5) * (2.0 / h) - 1.0
+    xs = (torch.arange(w, dtype=image.dtype, device=image.device) + 0.5) * (2.0 / w) - 1.0
+    gx = xs.view(1, 1, w).expand(1, h, w) + flow[:, 0] * (2.0 / w)
+    gy = ys.view(1, h, 1).expand(1, h, w) + flow[:, 1] * (2.0 / h)
+    grid = torch.stack([gx, gy], dim=-1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class MemoryAdapter(nn.Module):
     """Streaming memory (SDMFusion): flow-warped memory read by gated local cross-attention.
 
@@ -205,15 +234,10 @@ class MemoryAdapter(nn.Module):
     @staticmethod
     def warp(memory: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         """Backward-warp ``memory`` (B, C, h, w) by ``flow`` (B, 2, h, w) in pixels (x, y)."""
-        h, w = memory.shape[-2], memory.shape[-1]
-        ys = (torch.arange(h, dtype=memory.dtype, device=memory.device) + 0.5) * (2.0 / h) - 1.0
-        xs = (torch.arange(w, dtype=memory.dtype, device=memory.device) + 0.5) * (2.0 / w) - 1.0
-        gx = xs.view(1, 1, w).expand(1, h, w) + flow[:, 0] * (2.0 / w)
-        gy = ys.view(1, h, 1).expand(1, h, w) + flow[:, 1] * (2.0 / h)
-        grid = torch.stack([gx, gy], dim=-1)
-        return F.grid_sample(memory, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return backward_warp(memory, flow)
 
-    def forward(self, feat: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feat: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns ``(F^, new memory, flow)``; the flow (B, 2, h, w), px at this level, also warps the output history."""
         flow = self.max_flow * torch.tanh(self.flow(torch.cat([self.to_flow_feat(feat), memory], 1)))
         warped = self.warp(memory, flow)
         g = torch.sigmoid(self.gate(torch.cat([feat, warped], 1)))
@@ -234,7 +258,46 @@ class MemoryAdapter(nn.Module):
         attn = torch.softmax(torch.cat(scores, 1), dim=1)
         read = sum(attn[:, i:i + 1] * values[i] for i in range(len(values)))
         out = feat + read
-        return out, self.phi(out)
+        return out, self.phi(out), flow
+
+
+class OutputHistory(nn.Module):
+    """Edge-preserving temporal filter of the fused luminance, carried in the state tensor.
+
+    ``Y = Y_cur + g * (warp(Y_prev) - Y_cur)`` with ``g = valid * g_max * exp(-((warp(Y_prev) - Y_cur) / w)^2)``.
+    ``g_max`` (at most ``max_blend``) and the tolerance ``w`` come per pixel from the fused features at
+    1/stride, so the network learns where history is trustworthy. Small differences (sensor noise, compression,
+    coefficient jitter) are damped; large ones (motion the flow missed, occlusions, a person stepping in) pass
+    unchanged. The warp uses the memory adapter's flow, upsampled, so the whole filter runs inside the engine.
+    State layout (after the feature memory): one validity channel (1 once a frame was fused, so a zero state
+    leaves the first frame exact), then the luminance packed by pixel-unshuffle into ``stride^2`` channels.
+    """
+
+    def __init__(self, channels: int, stride: int, warp: bool = True, max_blend: float = 0.85) -> None:
+        super().__init__()
+        self.stride = stride
+        self.warp = warp
+        self.max_blend = max_blend
+        self.params = nn.Conv2d(channels, 2, 1)      # -> blend strength logit, tolerance pre-softplus
+        nn.init.zeros_(self.params.weight)
+        with torch.no_grad():
+            self.params.bias.copy_(torch.tensor([0.0, math.log(math.expm1(0.03))]))   # g_max ~0.43, w ~8 grey levels
+
+    def forward(self, y_cur: torch.Tensor, feat: torch.Tensor, flow: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.stride
+        up = dict(scale_factor=float(s), mode="bilinear", align_corners=False)
+        valid = state[:, 0:1]
+        y_prev = F.pixel_shuffle(state[:, 1:], s)
+        if self.warp:
+            y_prev = backward_warp(y_prev, F.interpolate(flow, **up) * float(s))
+        diff = y_prev - y_cur
+        p = self.params(feat)
+        # Both maps upsampled in one resize: full-resolution ops are what costs on a CPU.
+        low = torch.cat([self.max_blend * torch.sigmoid(p[:, 0:1]) * valid, 1.0 / (F.softplus(p[:, 1:2]) + 1e-3)], 1)
+        full = F.interpolate(low, **up)
+        g = full[:, 0:1] * torch.exp(-(diff * full[:, 1:2]) ** 2)
+        y = y_cur + g * diff
+        return y, torch.cat([torch.ones_like(valid), F.pixel_unshuffle(y.clamp(0.0, 1.0), s)], 1)
 
 
 class FusionStudent(nn.Module):
@@ -245,7 +308,7 @@ class FusionStudent(nn.Module):
     Args:
         thermal: (B, 1, H, W) float32 in [0, 1].
         visible: (B, 3, H, W) float32 RGB in [0, 1].
-        memory: (B, C_m, ceil(H/s), ceil(W/s)) with s = ``cfg.stride``; zeros = first frame.
+        memory: (B, cfg.state_channels, ceil(H/s), ceil(W/s)) with s = ``cfg.stride``; zeros = first frame.
 
     Returns:
         fused: (B, 3, H, W) RGB in [0, 1]; new_memory: same shape as ``memory``.
@@ -259,6 +322,7 @@ class FusionStudent(nn.Module):
         self.enc_vis = Encoder(3, cfg)
         self.fuse = nn.ModuleList([ResidualFusionHead(c) for c in w])
         self.adapter = MemoryAdapter(w[-1], cfg) if cfg.use_memory else None
+        self.history = OutputHistory(w[-1], cfg.stride, cfg.history_warp) if cfg.uses_history else None
         self.up_proj = nn.ModuleList([nn.Conv2d(w[i + 1] + w[i], w[i], 1) for i in range(len(w) - 1)])
         self.dec = nn.ModuleList([nn.Sequential(*[ConvNeXtV2Block(w[i], cfg.mlp_ratio) for _ in range(cfg.decoder_depth)])
                                   for i in range(len(w) - 1)])
@@ -303,8 +367,10 @@ class FusionStudent(nn.Module):
         f_vis = self.enc_vis(v)
         fused = [head(a, b) for head, a, b in zip(self.fuse, f_ir, f_vis)]
         x = fused[-1]
+        cm = self.cfg.memory_channels
         if self.adapter is not None:
-            x, new_memory = self.adapter(x, memory)
+            x, new_memory, flow = self.adapter(x, memory[:, :cm])
+            low = x
         else:
             new_memory = memory
         for i in range(len(fused) - 2, -1, -1):
@@ -314,5 +380,8 @@ class FusionStudent(nn.Module):
         coeff = F.interpolate(self.coeff(x), scale_factor=float(self.cfg.stem), mode="bilinear", align_corners=False)
         y_vis = rgb_to_luma(v)
         y = (0.5 + coeff[:, 0:1]) * t + (0.5 + coeff[:, 1:2]) * y_vis + coeff[:, 2:3] + self.detail(x)
+        if self.history is not None:
+            y, packed = self.history(y, low, flow, memory[:, cm:])
+            new_memory = torch.cat([new_memory, packed], 1)
         out = torch.clamp(v + (y - y_vis), 0.0, 1.0)
         return out[:, :, :h, :w], new_memory

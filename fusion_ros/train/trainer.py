@@ -38,6 +38,9 @@ __all__ = ["Trainer", "train", "StageIData", "ClipData"]
 
 log = logging.getLogger(__name__)
 
+# Parameters that only act on a non-zero memory: frozen in stage I, the only ones trained in stage II.
+TEMPORAL_MODULES = ("adapter.", "history.")
+
 
 # --------------------------------------------------------------------------- data samplers
 
@@ -261,7 +264,7 @@ class Trainer:
         if self.cfg.init_checkpoint:
             from fusion_ros.export import load_student
 
-            model = load_student(resolve_path(self.cfg.init_checkpoint))
+            model = load_student(resolve_path(self.cfg.init_checkpoint), allow_new_modules=True)
             if model.cfg.name != self.cfg.model:
                 raise FusionError(f"init_checkpoint is a '{model.cfg.name}' model but model='{self.cfg.model}'")
             return model.train()
@@ -493,10 +496,11 @@ class Trainer:
         cfg = self.cfg
         data, val_items, stats = self._load_stage1_data()
         self._panel(stats)
-        # Stage I runs with zero memory, where the memory adapter adds exactly nothing (K = V = 0): keep it out
+        # Stage I runs with zero memory, where the memory adapter adds exactly nothing (K = V = 0) and the output
+        # history is switched off by its validity channel: keep both out
         # of the optimiser (and of DDP's gradient reduction, which rejects parameters without gradients).
         for name, p in self.model.named_parameters():
-            p.requires_grad_(not name.startswith("adapter."))
+            p.requires_grad_(not name.startswith(TEMPORAL_MODULES))
         params = [p for p in self.model.parameters() if p.requires_grad]
         model = self._wrap(self.model)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -610,9 +614,9 @@ class Trainer:
         self._frozen.eval()
         for p in self._frozen.parameters():
             p.requires_grad_(False)
-        # Image weights frozen: only the memory adapter (gate, attention, flow head, phi) trains.
+        # Image weights frozen: only the memory adapter (gate, attention, flow head, phi) and the output history train.
         for name, p in self.model.named_parameters():
-            p.requires_grad_(name.startswith("adapter."))
+            p.requires_grad_(name.startswith(TEMPORAL_MODULES))
         params = [p for p in self.model.parameters() if p.requires_grad]
         model = self._wrap(self.model)
         opt = torch.optim.AdamW(params, lr=cfg.video_lr, weight_decay=cfg.weight_decay)

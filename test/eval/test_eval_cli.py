@@ -118,6 +118,11 @@ def test_eval_video_and_detect(tmp_path, capsys):
     mean = res["video"]["mean"]
     assert mean["visible"]["flicker"] == pytest.approx(1.0)
     assert {"student-lite (memory)", "student-lite (no memory)", "copy-ir"} <= set(mean)
+    for row in mean.values():
+        assert all(0.0 < row[q] < 1.5 for q in ("Qabf", "SSIM", "VIF")), row
+    # A copied source keeps its own information (VIF ~1 from itself), above a fuser's total.
+    assert mean["visible"]["VIF"] > mean["student-lite (no memory)"]["VIF"]
+    assert "| warp_x1000 | Qabf | SSIM | VIF |" in (tmp_path / "rep" / "report.md").read_text()
     det = res["detection"]["rows"]
     assert {"visible", "student-lite", "copy-ir"} <= set(det)
     assert 0.0 <= det["visible"]["mAP"] <= 1.0

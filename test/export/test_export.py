@@ -48,7 +48,7 @@ def test_sidecar_describes_the_model(exported) -> None:
     side = read_sidecar(path)
     assert side["onnx_sha256"] == sha256_file(path)
     assert side["stride"] == model.stride
-    assert side["memory_channels"] == model.cfg.memory_channels
+    assert side["memory_channels"] == model.cfg.state_channels
     assert side["config"]["name"] == model.cfg.name
     assert "ceil(H / stride)" in side["memory_shape_rule"]
     json.dumps(side)
@@ -67,6 +67,29 @@ def test_weights_round_trip(exported) -> None:
     loaded = load_student(path)
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_checkpoint_predating_the_output_history(tmp_path) -> None:
+    """An older .pt (no ``history`` in its config or weights) loads for fine-tuning only, with its variant's settings."""
+    from dataclasses import asdict
+
+    old = _random_model("lite")
+    cfg = {k: v for k, v in asdict(old.cfg).items() if k not in ("history", "history_warp")}
+    weights = {k: v for k, v in old.state_dict().items() if not k.startswith("history.")}
+    path = tmp_path / "old.pt"
+    torch.save({"config": cfg, "state_dict": weights, "meta": {}}, path)
+    with pytest.raises(RuntimeError, match="history"):
+        load_student(path)
+    model = load_student(path, allow_new_modules=True)
+    assert model.cfg.history_warp is False, "missing fields come from the 'lite' variant, not the dataclass default"
+    hw = (32, 48)
+    t, v = torch.rand(1, 1, *hw), torch.rand(1, 3, *hw)
+    with torch.no_grad():
+        assert torch.equal(model(t, v, model.zero_memory(*hw))[0], old(t, v, old.zero_memory(*hw))[0])
+    broken = dict(weights, **{"history.params.weight": torch.zeros(2, 32, 1, 1)})   # part of a module only
+    torch.save({"config": cfg, "state_dict": broken, "meta": {}}, path)
+    with pytest.raises(Exception, match="does not match|size mismatch"):
+        load_student(path, allow_new_modules=True)
 
 
 def test_fp16_agrees_with_fp32(exported, tmp_path) -> None:

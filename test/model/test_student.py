@@ -52,12 +52,54 @@ def test_zero_memory_means_first_frame_and_memory_changes_output() -> None:
     hw = (48, 64)
     t, v = torch.rand(1, 1, *hw), torch.rand(1, 3, *hw)
     no_mem = _randomise(create_model("lite", use_memory=False))
-    no_mem.load_state_dict({k: v_ for k, v_ in model.state_dict().items() if not k.startswith("adapter.")})
+    no_mem.load_state_dict({k: v_ for k, v_ in model.state_dict().items() if not k.startswith(("adapter.", "history."))})
     f0, m1 = model(t, v, model.zero_memory(*hw))
     f_img, _ = no_mem(t, v, no_mem.zero_memory(*hw))
     assert torch.allclose(f0, f_img, atol=1e-6), "a zero memory must give the pure image result"
     f1, _ = model(t, v, m1)
     assert (f1 - f0).abs().max() > 1e-4, "a non-zero memory must influence the output"
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_output_history_damps_small_changes_and_passes_large_ones(name: str) -> None:
+    # A fresh model outputs a fixed 50/50 blend whatever its features, so any frame-to-frame difference
+    # between the memory and no-memory runs comes from the output history alone.
+    model = create_model(name).eval()
+    hw = (40, 56)
+    g = torch.Generator().manual_seed(1)
+    t, v = torch.rand(1, 1, *hw, generator=g), torch.rand(1, 3, *hw, generator=g)
+    first, state = model(t, v, model.zero_memory(*hw))
+    small = (t + 0.02 * torch.randn(1, 1, *hw, generator=g)).clamp(0, 1)
+    with_mem, _ = model(small, v, state)
+    without, _ = model(small, v, model.zero_memory(*hw))
+    change_mem = (_luma(with_mem) - _luma(first)).abs().mean()
+    change_still = (_luma(without) - _luma(first)).abs().mean()
+    assert change_mem < 0.8 * change_still, (float(change_mem), float(change_still))
+    large = torch.where(t < 0.5, t + 0.5, t - 0.5)   # every pixel changes by far more than the tolerance
+    with_mem, _ = model(large, v, state)
+    without, _ = model(large, v, model.zero_memory(*hw))
+    assert (with_mem - without).abs().max() < 1e-3
+
+
+def test_history_state_layout() -> None:
+    cfg = create_model("default").cfg
+    assert cfg.state_channels == cfg.memory_channels + 1 + cfg.stride ** 2
+    assert create_model("default", history=False).cfg.state_channels == cfg.memory_channels
+    assert create_model("default", use_memory=False).history is None
+    model = create_model("lite").eval()
+    hw = (24, 40)
+    v = torch.rand(1, 3, *hw)
+    fused, state = model(torch.rand(1, 1, *hw), v, model.zero_memory(*hw))
+    cm, s = model.cfg.memory_channels, model.cfg.stride
+    assert torch.all(state[:, cm] == 1.0), "validity channel set once a frame was fused"
+    packed = torch.nn.functional.pixel_shuffle(state[:, cm + 1:], s)
+    unclipped = ((fused > 0) & (fused < 1)).all(1, keepdim=True)   # RGB clipping moves the luma of the others
+    assert unclipped.float().mean() > 0.3
+    assert torch.allclose(packed[unclipped], _luma(fused)[unclipped], atol=1e-5), "history holds the fused luminance"
 
 
 def test_adapter_disabled_passes_memory_through() -> None:
