@@ -17,14 +17,17 @@ def _hw(text: str) -> tuple[int, int]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from fusion_ros.export import compare_onnx_to_torch, convert_onnx_fp16, export_onnx, load_student
+    from fusion_ros.export import compare_onnx_to_torch, convert_onnx_fp16, export_onnx, load_meta, load_student
     from fusion_ros.model import create_model
 
+    meta = {"source": args.checkpoint or f"untrained {args.model}"}
     if args.checkpoint:
         model = load_student(args.checkpoint)
+        # Keep how the weights were trained (steps, data, teachers) when re-exporting them.
+        meta = {**load_meta(args.checkpoint), **meta}
     else:
         model = create_model(args.model, use_memory=not args.no_memory)
-    out = export_onnx(model, args.out, meta={"source": args.checkpoint or f"untrained {args.model}"})
+    out = export_onnx(model, args.out, meta=meta)
     report = {"onnx": str(out), "parity_max_abs_diff": compare_onnx_to_torch(out, model)}
     if args.fp16:
         half = convert_onnx_fp16(out, out.with_name(out.stem + "_fp16.onnx"))

@@ -90,6 +90,13 @@ def load_student(path: str | Path, map_location: str = "cpu", allow_new_modules:
     return model.eval()
 
 
+def load_meta(path: str | Path) -> dict:
+    """The ``meta`` record (how the weights were trained) of an export-format ``.pt``; {} when it has none."""
+    p = Path(path)
+    blob = torch.load(weights_path(p) if p.suffix == ".onnx" else p, map_location="cpu", weights_only=True)
+    return dict(blob.get("meta", {})) if isinstance(blob, dict) else {}
+
+
 def export_onnx(model: FusionStudent, onnx_path: str | Path, meta: dict[str, Any] | None = None,
                 sample_hw: tuple[int, int] = (64, 96)) -> Path:
     """Export ``model`` to ONNX with dynamic H/W, check it, and write the sidecar and weights beside it.

@@ -261,6 +261,27 @@ class MemoryAdapter(nn.Module):
         return out, self.phi(out), flow
 
 
+class _PackLuma(torch.autograd.Function):
+    """``pixel_unshuffle`` of a one-channel map, exported as ONNX SpaceToDepth.
+
+    For one channel the two orderings agree; the exporter's default (Reshape, Transpose, Reshape) cost ~1 ms
+    at 480x640 in ONNX Runtime on a CPU, SpaceToDepth a fraction of it.
+    """
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, s: int) -> torch.Tensor:
+        ctx.s = s
+        return F.pixel_unshuffle(y, s)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return F.pixel_shuffle(grad, ctx.s), None
+
+    @staticmethod
+    def symbolic(g, y, s: int):
+        return g.op("SpaceToDepth", y, blocksize_i=s)
+
+
 class OutputHistory(nn.Module):
     """Edge-preserving temporal filter of the fused luminance, carried in the state tensor.
 
@@ -297,7 +318,7 @@ class OutputHistory(nn.Module):
         full = F.interpolate(low, **up)
         g = full[:, 0:1] * torch.exp(-(diff * full[:, 1:2]) ** 2)
         y = y_cur + g * diff
-        return y, torch.cat([torch.ones_like(valid), F.pixel_unshuffle(y.clamp(0.0, 1.0), s)], 1)
+        return y, torch.cat([torch.ones_like(valid), _PackLuma.apply(y.clamp(0.0, 1.0), s)], 1)
 
 
 class FusionStudent(nn.Module):
@@ -383,5 +404,5 @@ class FusionStudent(nn.Module):
         if self.history is not None:
             y, packed = self.history(y, low, flow, memory[:, cm:])
             new_memory = torch.cat([new_memory, packed], 1)
-        out = torch.clamp(v + (y - y_vis), 0.0, 1.0)
-        return out[:, :, :h, :w], new_memory
+        # Crop the one-channel delta, not the three-channel result: full-resolution copies are what costs.
+        return torch.clamp(visible + (y - y_vis)[:, :, :h, :w], 0.0, 1.0), new_memory

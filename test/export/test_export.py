@@ -109,3 +109,17 @@ def test_fp16_agrees_with_fp32(exported, tmp_path) -> None:
         f_h, mem_h = sess.run(None, {"thermal": t, "visible": v, "memory": mem_h})
         worst = max(worst, float(np.abs(f_h - f_t.numpy()).max()))
     assert worst <= 1e-2, worst
+
+
+def test_export_cli_keeps_the_training_record(tmp_path, capsys) -> None:
+    """Re-exporting trained weights (``fusion-ros export --checkpoint X.pt``) keeps how they were trained."""
+    from fusion_ros.cli import main
+
+    first = export_onnx(_random_model("lite"), tmp_path / "a" / "lite.onnx", meta={"steps_run": {"stage1": {"steps": 7}}})
+    rc = main(["export", "--checkpoint", str(first.with_suffix(".pt")), "--out", str(tmp_path / "b" / "lite.onnx")])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["parity_max_abs_diff"]["fused"] <= 1e-4
+    meta = read_sidecar(tmp_path / "b" / "lite.onnx")["meta"]
+    assert meta["steps_run"] == {"stage1": {"steps": 7}}
+    assert meta["source"].endswith("lite.pt")
