@@ -22,6 +22,17 @@ def test_shipped_configs_load(name):
     assert len(cfg.backbones) >= 2
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "config" / "train").glob("*_*.yaml")), ids=lambda p: p.stem)
+def test_follow_up_recipes_load_and_chain(path):
+    """Refinement and stage-II recipes: valid, start from weights, and stay on the shipped model's variant."""
+    cfg = load_train_config(path)
+    assert cfg.model in path.stem
+    assert cfg.init_checkpoint, "a follow-up recipe starts from earlier weights"
+    assert cfg.steps == 0 or cfg.video_steps == 0, "each follow-up runs one stage"
+    if cfg.steps == 0:
+        assert cfg.w_temporal > cfg.w_pix, "with equal L1 weights stage II leaves the output history off"
+
+
 @pytest.mark.parametrize("override, field", [
     ({"teacher_weights": [1.0]}, "teacher_weights"),
     ({"teacher_weights": [-1.0, 2.0]}, "teacher_weights"),
