@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(VENV)/bin/fusion-ros bench --json
 
 # The README's quality tables: teachers, their means, the copies and the shipped students on pairs/dev,
-# then flicker on video/dev and detector mAP on pairs/dev/msrs.
+# then flicker on video/dev and detector mAP on pairs/dev/msrs, then the 4 px thermal-misalignment run.
 eval: $(STAMP)
 	mkdir -p eval_out
 	$(VENV)/bin/fusion-ros eval --pairs $(SHARED)/data/pairs/dev \
@@ -41,6 +41,8 @@ eval: $(STAMP)
 	$(VENV)/bin/fusion-ros eval --pairs $(SHARED)/data/pairs/dev/msrs --video $(SHARED)/data/video/dev \
 	  --methods lite=models/fusion_lite.onnx default=models/fusion_default.onnx --detect --no-metrics \
 	  --report eval_out/video --json > eval_out/video.json
+	$(VENV)/bin/fusion-ros eval --pairs $(SHARED)/data/pairs/dev --misalign 4 --metrics Qabf SSIM VIF --no-speed \
+	  --methods lite=models/fusion_lite.onnx default=models/fusion_default.onnx --json > eval_out/misalign4.json
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
