@@ -403,7 +403,7 @@ def evaluate_video(video_root: str | Path, methods: list[Method], max_frames: in
                 frames[f"{m.name} ({'memory' if mem else 'no memory'})"] = [fuser.step(t, v) for t, v in zip(irs, vis)]
                 fuser.configure(old)
         rows = {k: temporal_metrics(f, vis, flow).to_dict() for k, f in frames.items()}
-        per_frame = [compute_many({k: f[i] for k, f in frames.items()}, ir_to_u8(irs[i]), vis[i], VIDEO_QUALITY)
+        per_frame = [compute_many({k: f[i] for k, f in frames.items()}, frames["copy-ir"][i], vis[i], VIDEO_QUALITY)
                      for i in range(len(vis))]
         for k, row in rows.items():
             row.update({q: float(np.mean([pf[k][q] for pf in per_frame])) for q in VIDEO_QUALITY})

@@ -18,8 +18,8 @@ Design, and why:
 - Temporal stability has two parts. The SDMFusion memory at 1/stride feeds past features into the
   decoder, but the decoder's skips and the full-resolution blend re-derive most of each frame from the
   current inputs, so it alone barely steadies the output. The output history (:class:`OutputHistory`)
-  closes that gap: the previous fused luminance, packed into the same state tensor, is warped by the
-  adapter's flow and blended into the current one where the two agree (an edge-preserving temporal
+  closes that gap: the previous fused luminance, packed into the same state tensor (and, in the default
+  variant, warped by the adapter's flow), is blended into the current one where the two agree (an edge-preserving temporal
   filter with learned strength), so noise-driven frame-to-frame changes are damped and real changes pass.
 """
 
@@ -231,15 +231,10 @@ class MemoryAdapter(nn.Module):
         nn.init.zeros_(self.flow[-1].weight)
         nn.init.zeros_(self.flow[-1].bias)
 
-    @staticmethod
-    def warp(memory: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-        """Backward-warp ``memory`` (B, C, h, w) by ``flow`` (B, 2, h, w) in pixels (x, y)."""
-        return backward_warp(memory, flow)
-
     def forward(self, feat: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns ``(F^, new memory, flow)``; the flow (B, 2, h, w), px at this level, also warps the output history."""
         flow = self.max_flow * torch.tanh(self.flow(torch.cat([self.to_flow_feat(feat), memory], 1)))
-        warped = self.warp(memory, flow)
+        warped = backward_warp(memory, flow)
         g = torch.sigmoid(self.gate(torch.cat([feat, warped], 1)))
         q = self.q(feat) * g
         k = self.k(warped)

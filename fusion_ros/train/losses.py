@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from fusion_ros.errors import ShapeError
+from fusion_ros.model.student import backward_warp
 
 __all__ = ["pixel_weights", "l_pix", "routing_weights", "l_mfm", "ssim", "l_ssim", "sobel_magnitude", "l_grad",
-           "warp_by_flow", "occlusion_mask", "l_temporal"]
+           "occlusion_mask", "l_temporal"]
 
 
 def pixel_weights(var: torch.Tensor, eps: float = 1e-3, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -139,16 +140,6 @@ def l_grad(pred: torch.Tensor, grad_target: torch.Tensor) -> torch.Tensor:
     return (sobel_magnitude(pred) - grad_target).abs().mean()
 
 
-def warp_by_flow(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Backward warp: ``out(x) = img(x + flow(x))``; img (B, C, H, W), flow (B, 2, H, W) in px (dx, dy)."""
-    b, _, h, w = img.shape
-    ys, xs = torch.meshgrid(torch.arange(h, device=img.device, dtype=img.dtype),
-                            torch.arange(w, device=img.device, dtype=img.dtype), indexing="ij")
-    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
-    gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
-    return F.grid_sample(img, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border", align_corners=True)
-
-
 def occlusion_mask(flow_tb: torch.Tensor, flow_bt: torch.Tensor) -> torch.Tensor:
     """Forward-backward consistency (Sundaram et al. 2010): 1 where ``flow_tb`` is trusted.
 
@@ -159,7 +150,7 @@ def occlusion_mask(flow_tb: torch.Tensor, flow_bt: torch.Tensor) -> torch.Tensor
     Returns:
         (B, 1, H, W) float mask; also 0 where ``x + flow_tb`` leaves the image.
     """
-    back = warp_by_flow(flow_bt, flow_tb)
+    back = backward_warp(flow_bt, flow_tb)
     diff = ((flow_tb + back) ** 2).sum(1, keepdim=True)
     mag = (flow_tb ** 2).sum(1, keepdim=True) + (back ** 2).sum(1, keepdim=True)
     ok = diff <= 0.01 * mag + 0.5
@@ -173,5 +164,5 @@ def occlusion_mask(flow_tb: torch.Tensor, flow_bt: torch.Tensor) -> torch.Tensor
 
 def l_temporal(cur: torch.Tensor, prev: torch.Tensor, flow_tb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean |cur − warp(prev, flow_tb)| over the pixels where ``mask`` is 1. cur/prev (B, C, H, W)."""
-    warped = warp_by_flow(prev, flow_tb)
+    warped = backward_warp(prev, flow_tb)
     return ((cur - warped).abs() * mask).sum() / (mask.sum() * cur.shape[1]).clamp_min(1.0)

@@ -9,7 +9,7 @@ import torch
 
 from fusion_ros.errors import ConfigError, ShapeError
 from fusion_ros.model import MODELS, ModelConfig, create_model
-from fusion_ros.model.student import GRN, ConvNeXtV2Block, MemoryAdapter
+from fusion_ros.model.student import GRN, ConvNeXtV2Block, backward_warp
 
 
 def _randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -114,7 +114,7 @@ def test_memory_warp_moves_content_by_the_flow() -> None:
     mem[0, 0, 4, 4] = 1.0
     flow = torch.zeros(1, 2, 8, 8)
     flow[:, 0] = -2.0  # sample from x-2: content moves right by 2 px
-    out = MemoryAdapter.warp(mem, flow)
+    out = backward_warp(mem, flow)
     assert out[0, 0, 4, 6] == pytest.approx(1.0, abs=1e-5)
     assert out[0, 0, 4, 4] == pytest.approx(0.0, abs=1e-5)
 
