@@ -16,7 +16,16 @@ class ShapeError(FusionError, ValueError):
 
 
 class EncodingError(FusionError, ValueError):
-    """An image message has an unsupported encoding or inconsistent size/step."""
+    """An image message has an unsupported encoding or inconsistent size/step.
+
+    ``kind`` names the defect in one word (``unknown_encoding``, ``wrong_encoding``, ``zero_size``, ``empty_data``,
+    ``small_step``, ``step_alignment``, ``short_data``, ``odd_width``, ``layout``), so that callers can count
+    malformed input by kind.
+    """
+
+    def __init__(self, message: str, kind: str = "invalid") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class EngineBuildError(FusionError, RuntimeError):

@@ -66,7 +66,8 @@ def pixel_bytes(encoding: str) -> int:
 def _format(encoding: str) -> _Format:
     fmt = ENCODINGS.get(encoding)
     if fmt is None:
-        raise EncodingError(f"unknown image encoding '{encoding}'; supported: {', '.join(ENCODINGS)}")
+        raise EncodingError(f"unknown image encoding '{encoding}'; supported: {', '.join(ENCODINGS)}",
+                            "unknown_encoding")
     return fmt
 
 
@@ -91,20 +92,22 @@ def decode(encoding: str, height: int, width: int, step: int, is_bigendian: bool
     """
     fmt = _format(encoding)
     if height <= 0 or width <= 0:
-        raise EncodingError(f"image '{encoding}' has size {width}x{height}; width and height must be > 0")
+        raise EncodingError(f"image '{encoding}' has size {width}x{height}; width and height must be > 0",
+                            "zero_size")
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size == 0:
-        raise EncodingError(f"image '{encoding}' {width}x{height} has empty data")
+        raise EncodingError(f"image '{encoding}' {width}x{height} has empty data", "empty_data")
     item = np.dtype(fmt.dtype).itemsize
     row = width * item * fmt.channels
     if step < row:
         raise EncodingError(f"image '{encoding}' {width}x{height}: step {step} < width*bytes_per_pixel = {row}; "
-                            "fix the publisher's step")
+                            "fix the publisher's step", "small_step")
     if item > 1 and step % item:
-        raise EncodingError(f"image '{encoding}': step {step} is not a multiple of the {item}-byte element size")
+        raise EncodingError(f"image '{encoding}': step {step} is not a multiple of the {item}-byte element size",
+                            "step_alignment")
     if buf.size < height * step:
         raise EncodingError(f"image '{encoding}' {width}x{height} step {step}: data has {buf.size} bytes, "
-                            f"expected height*step = {height * step} (truncated message)")
+                            f"expected height*step = {height * step} (truncated message)", "short_data")
     rows = buf[:height * step].reshape(height, step)[:, :row]
     dt = np.dtype(fmt.dtype)
     if item > 1:
@@ -146,7 +149,7 @@ def encode(img: np.ndarray, encoding: str) -> Encoded:
     channels = 1 if img.ndim == 2 else img.shape[2]
     if channels != fmt.channels or img.dtype.itemsize != np.dtype(fmt.dtype).itemsize:
         raise EncodingError(f"cannot encode a {img.dtype} array of shape {img.shape} as '{encoding}'; expected "
-                            f"{fmt.channels} channel(s) of {np.dtype(fmt.dtype).name}")
+                            f"{fmt.channels} channel(s) of {np.dtype(fmt.dtype).name}", "layout")
     if img.dtype.itemsize > 1 and not img.dtype.isnative:
         img = img.astype(img.dtype.newbyteorder("="))
     data = array("B")
@@ -178,11 +181,15 @@ def to_rgb(img: np.ndarray, encoding: str) -> np.ndarray:
         return img[..., 2::-1]
     if encoding in ("mono8", "8UC1"):
         return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_GRAY2RGB)
+    if encoding in ("yuv422", "uyvy", "yuv422_yuy2") and img.shape[1] % 2:
+        raise EncodingError(f"'{encoding}' image of odd width {img.shape[1]}: 4:2:2 pixels come in pairs; "
+                            "fix the driver's width", "odd_width")
     if encoding in ("yuv422", "uyvy"):
         return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_YUV2RGB_UYVY)
     if encoding == "yuv422_yuy2":
         return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_YUV2RGB_YUY2)
-    raise EncodingError(f"rgb/image_raw encoding '{encoding}' unsupported; expected one of {', '.join(RGB_ENCODINGS)}")
+    raise EncodingError(f"rgb/image_raw encoding '{encoding}' unsupported; expected one of {', '.join(RGB_ENCODINGS)}",
+                        "wrong_encoding")
 
 
 def from_rgb(rgb: np.ndarray, encoding: str) -> np.ndarray:
@@ -210,10 +217,12 @@ def from_rgb(rgb: np.ndarray, encoding: str) -> np.ndarray:
         return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     if encoding in ("yuv422", "uyvy", "yuv422_yuy2"):
         if rgb.shape[1] % 2:
-            raise EncodingError(f"'{encoding}' needs an even width, got {rgb.shape[1]}")
+            raise EncodingError(f"'{encoding}' needs an even width, got {rgb.shape[1]}; set output_encoding to "
+                                "rgb8 or bgr8 for this camera", "odd_width")
         code = cv2.COLOR_RGB2YUV_YUY2 if encoding == "yuv422_yuy2" else cv2.COLOR_RGB2YUV_UYVY
         return cv2.cvtColor(rgb, code)
-    raise EncodingError(f"output encoding '{encoding}' unsupported; expected one of {', '.join(RGB_ENCODINGS)}")
+    raise EncodingError(f"output encoding '{encoding}' unsupported; expected one of {', '.join(RGB_ENCODINGS)}",
+                        "wrong_encoding")
 
 
 def to_thermal(img: np.ndarray, encoding: str) -> np.ndarray:
@@ -231,7 +240,7 @@ def to_thermal(img: np.ndarray, encoding: str) -> np.ndarray:
     """
     if encoding not in THERMAL_ENCODINGS:
         raise EncodingError(f"thermal/image_raw encoding '{encoding}' unsupported; expected "
-                            f"{', '.join(THERMAL_ENCODINGS[:-1])} or {THERMAL_ENCODINGS[-1]}")
+                            f"{', '.join(THERMAL_ENCODINGS[:-1])} or {THERMAL_ENCODINGS[-1]}", "wrong_encoding")
     if img.dtype.itemsize > 1 and not img.dtype.isnative:
         return img.astype(np.uint16)
     return img

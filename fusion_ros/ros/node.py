@@ -1,13 +1,21 @@
 """``fusion_node``: the ROS 2 node that publishes one fused RGB stream from an RGB and a thermal camera.
 
-Thin by design: parameters -> configs (``params.py``), message -> array views (``pipeline.image_codec``),
-``Fuser.step()`` (``pipeline.fuser``), array -> message. Everything that is math lives in ``fusion_ros.pipeline``.
+Glue around :class:`~fusion_ros.pipeline.stream.FusionStream`: parameters -> configs (``params.py``), messages ->
+array views (``messages.py``), stream jobs -> messages, counters -> /diagnostics. Pairing, thermal loss, stamp
+jumps, newest-frame-wins and every counter live in the stream.
+
+The subscription callbacks only decode (zero-copy) and pair; a worker thread fuses the newest decided frame
+and publishes it. When the network is slower than the camera, the frame waiting for the worker is replaced by
+the newer one and counted in ``dropped_frames``: latency stays bounded by one inference, nothing queues up.
 
 A ``LifecycleNode``, because the engine build/load belongs in ``configure`` (it may take minutes for a TensorRT
 engine and must never happen on the first frame), and a launch system can then wait for the node to be ready.
 The ``autostart`` parameter (default true) configures and activates it at start-up, so ``ros2 run`` /
 ``fusion_node`` work without a lifecycle manager; a failed configure then exits with status 1 and a message
 naming the parameter.
+
+No input message can stop the node: a malformed one is counted by kind in /diagnostics, logged (throttled,
+once per kind) and skipped; a frame that fails later (fusing, encoding) is counted by kind and skipped.
 
 Topics (relative, remappable): subscribes ``rgb/image_raw``, ``rgb/camera_info``, ``thermal/image_raw``
 (sensor-data QoS); publishes ``fused/image_raw``, ``fused/camera_info`` (reliable) and ``/diagnostics``.
@@ -16,28 +24,28 @@ Topics (relative, remappable): subscribes ``rgb/image_raw``, ``rgb/camera_info``
 from __future__ import annotations
 
 import collections
-import math
+import signal
 import sys
+import threading
 import time
-from array import array
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image
 
 from fusion_ros.errors import EncodingError, FusionError
-from fusion_ros.pipeline import image_codec as ic
 from fusion_ros.pipeline.fuser import Fuser
-from fusion_ros.pipeline.sync import ApproxTimeSync, Pair
+from fusion_ros.pipeline.stream import FusionStream, Job, LatestFrameWorker, Output
+from fusion_ros.ros import messages as M
 from fusion_ros.ros import params as P
 
 __all__ = ["FusionNode", "main"]
@@ -45,10 +53,7 @@ __all__ = ["FusionNode", "main"]
 # Reliable output with a small depth: a slow subscriber must not make the node buffer many 1 MB images.
 PUBLISHER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
 WARN_PERIOD_S = 10.0
-
-
-def _stamp_s(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
+SYNC_POLL_PERIOD_S = 0.02
 
 
 class _Rate:
@@ -70,41 +75,73 @@ class _Rate:
         return r
 
 
+class _ThrottledWarnings:
+    """One warning line per kind every ``period_s`` (rclpy's throttle is per call site, so one kind would mute
+    the others)."""
+
+    def __init__(self, logger, period_s: float = WARN_PERIOD_S) -> None:
+        self.logger = logger
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+
+    def __call__(self, kind: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -1e9) >= self.period_s:
+            self._last[kind] = now
+            self.logger.warn(text)
+
+
 class FusionNode(LifecycleNode):
     """The fusion node; see the module docstring. Parameters: :mod:`fusion_ros.ros.params`."""
 
     def __init__(self, node_name: str = "fusion_node", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         P.declare_parameters(self)
+        self._warn_unknown_parameters()
         self.settings: P.NodeSettings | None = None
         self.backend = None
-        self.fuser: Fuser | None = None
-        self.sync: ApproxTimeSync | None = None
+        self.stream: FusionStream | None = None
+        self.worker: LatestFrameWorker | None = None
         self._subs: list = []
         self._pub_image = self._pub_info = self._pub_diag = None
         self._diag_timer = self._sync_timer = None
         self._camera_info: CameraInfo | None = None
+        self._warn = _ThrottledWarnings(self.get_logger())
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._post_set_parameters)
         self._pending_settings: P.NodeSettings | None = None
         self._reset_counters()
 
+    def _warn_unknown_parameters(self) -> None:
+        # rclpy keeps overrides for undeclared names without a word; a typo in a params file would go unnoticed.
+        for name, close in P.unknown_parameter_names(self._parameter_overrides):
+            hint = f"; did you mean '{close}'?" if close else "; see config/fusion.yaml for the parameters"
+            self.get_logger().warn(f"unknown parameter '{name}' ignored{hint}")
+
     # -- state -------------------------------------------------------------------------------------------
     def _reset_counters(self) -> None:
         self.rgb_rate, self.thermal_rate, self.out_rate = _Rate(), _Rate(), _Rate()
-        self.malformed = collections.Counter()     # by kind: rgb / thermal / camera_info
+        self.malformed: collections.Counter = collections.Counter()     # by "<stream>_<kind>"
         self.zero_stamps = 0
-        self.fused_frames = 0
-        self.passthrough_frames = 0
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=300)
         self.overhead_ms: collections.deque[float] = collections.deque(maxlen=300)
         self.infer_ms: collections.deque[float] = collections.deque(maxlen=300)
-        self.last_timings: dict[str, float] = {}
         self.offsets_ms: collections.deque[float] = collections.deque(maxlen=300)
-        self._last_thermal_arrival: float | None = None
-        self._active_since = time.monotonic()
-        self.mode = "fusing"
-        self._resume_pending = False
+        self.last_timings: dict[str, float] = {}
+        if self.stream is not None:
+            self.stream.reset_stats()
+
+    @property
+    def mode(self) -> str:
+        return self.stream.mode if self.stream is not None else "fusing"
+
+    @property
+    def fused_frames(self) -> int:
+        return self.stream.stats.fused if self.stream is not None else 0
+
+    @property
+    def passthrough_frames(self) -> int:
+        return self.stream.stats.passthrough if self.stream is not None else 0
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -113,26 +150,10 @@ class FusionNode(LifecycleNode):
         except FusionError as exc:
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
-        eng = self.settings.engine
-        from fusion_ros.engine import create_backend
-
-        self.get_logger().info(f"loading the fusion engine (backend={eng.backend}, precision={eng.precision}, "
-                               f"model={eng.model_path or 'shipped lite model'}); a TensorRT build may take minutes")
-        try:
-            self.backend = create_backend(eng)
-        except FusionError as exc:
-            self.get_logger().error(f"configure failed: cannot load the engine ({exc}); check parameters "
-                                    "'model_path', 'backend', 'precision' and 'engine_cache_dir'")
+        if not self._load_engine():
             return TransitionCallbackReturn.FAILURE
-        inf = tuple(self.settings.fuser.inference_size)
-        if inf != (0, 0):
-            # Known size: run once now so lazy allocations / kernel selection do not land on the first frame.
-            self.backend.infer(np.zeros((1, 1, inf[1], inf[0]), np.float32),
-                               np.zeros((1, 3, inf[1], inf[0]), np.float32), use_memory=False)
-            self.backend.reset_memory()
-        self.get_logger().info(f"engine ready: {self.backend.describe()}")
-        self.fuser = Fuser(self.backend, self.settings.fuser)
-        self.sync = ApproxTimeSync(self.settings.sync)
+        s = self.settings
+        self.stream = FusionStream(Fuser(self.backend, s.fuser), s.stream, s.sync)
         qos_opts = QoSOverridingOptions.with_default_policies()
         self._pub_image = self.create_lifecycle_publisher(
             Image, "fused/image_raw", PUBLISHER_QOS, qos_overriding_options=qos_opts,
@@ -141,12 +162,35 @@ class FusionNode(LifecycleNode):
             CameraInfo, "fused/camera_info", PUBLISHER_QOS, qos_overriding_options=qos_opts,
             event_callbacks=PublisherEventCallbacks(incompatible_qos=self._incompatible("fused/camera_info")))
         # Plain publisher: /diagnostics reports on the node in every state, also before activation.
-        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._diag_timer = self.create_timer(self.settings.node.diagnostics_period_s, self._publish_diagnostics)
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10, qos_overriding_options=qos_opts)
+        self._diag_timer = self.create_timer(s.node.diagnostics_period_s, self._publish_diagnostics)
         return TransitionCallbackReturn.SUCCESS
+
+    def _load_engine(self) -> bool:
+        from fusion_ros.engine import create_backend
+
+        eng = self.settings.engine
+        self.get_logger().info(f"loading the fusion engine (backend={eng.backend}, precision={eng.precision}, "
+                               f"model={eng.model_path or 'shipped lite model'}); a TensorRT build may take minutes")
+        try:
+            self.backend = create_backend(eng)
+        except FusionError as exc:
+            self.get_logger().error(f"configure failed: cannot load the engine ({exc}); check parameters "
+                                    "'model_path', 'backend', 'precision' and 'engine_cache_dir'")
+            return False
+        inf = tuple(self.settings.fuser.inference_size)
+        if inf != (0, 0):
+            # Known size: run once now so lazy allocations / kernel selection do not land on the first frame.
+            self.backend.infer(np.zeros((1, 1, inf[1], inf[0]), np.float32),
+                               np.zeros((1, 3, inf[1], inf[0]), np.float32), use_memory=False)
+            self.backend.reset_memory()
+        self.get_logger().info(f"engine ready: {self.backend.describe()}")
+        return True
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._reset_counters()
+        self.stream.reset()
+        self.worker = LatestFrameWorker(self.stream, self._publish_output, self._frame_failed)
         qos_opts = QoSOverridingOptions.with_default_policies()
         sub = self.create_subscription
         # camera_info first: the executor serves ready subscriptions in creation order, so an info that
@@ -160,21 +204,12 @@ class FusionNode(LifecycleNode):
                 qos_overriding_options=qos_opts,
                 event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._incompatible("thermal/image_raw"))),
         ]
-        # Releases RGB frames whose wait for a closer thermal frame expired, and detects thermal loss.
-        self._sync_timer = self.create_timer(0.02, self._sync_timer_callback)
+        # Releases RGB frames whose wait for a closer thermal frame expired.
+        self._sync_timer = self.create_timer(SYNC_POLL_PERIOD_S, self._sync_timer_callback)
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        for s in self._subs:
-            self.destroy_subscription(s)
-        self._subs = []
-        if self._sync_timer is not None:
-            self.destroy_timer(self._sync_timer)
-            self._sync_timer = None
-        if self.sync is not None:
-            self.sync.clear()
-        if self.fuser is not None:
-            self.fuser.reset()
+        self._stop_inputs()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -185,24 +220,41 @@ class FusionNode(LifecycleNode):
         self._teardown()
         return TransitionCallbackReturn.SUCCESS
 
-    def _teardown(self) -> None:
+    def _stop_inputs(self) -> None:
         for s in self._subs:
             self.destroy_subscription(s)
         self._subs = []
-        for t in (self._diag_timer, self._sync_timer):
-            if t is not None:
-                self.destroy_timer(t)
-        self._diag_timer = self._sync_timer = None
+        if self._sync_timer is not None:
+            self.destroy_timer(self._sync_timer)
+            self._sync_timer = None
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        if self.stream is not None:
+            self.stream.reset()
+
+    def _teardown(self) -> None:
+        self._stop_inputs()
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+            self._diag_timer = None
         for p in (self._pub_image, self._pub_info):
             if p is not None:
                 self.destroy_lifecycle_publisher(p)
         if self._pub_diag is not None:
             self.destroy_publisher(self._pub_diag)
         self._pub_image = self._pub_info = self._pub_diag = None
-        self.fuser = None
+        self.stream = None
         self.backend = None     # frees the engine
 
-    def _incompatible(self, topic: str):
+    def destroy_node(self) -> None:
+        """Stops the worker thread first, so that nothing publishes on a destroyed node."""
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        super().destroy_node()
+
+    def _incompatible(self, topic: str) -> Callable:
         def cb(event) -> None:
             self.get_logger().error(f"{topic}: incompatible QoS with a peer (policy id {event.last_policy_kind}); "
                                     "the sensor-data subscriber needs a publisher of any reliability, the reliable "
@@ -226,204 +278,164 @@ class FusionNode(LifecycleNode):
         if self._pending_settings is None:
             return
         self.settings, self._pending_settings = self._pending_settings, None
-        if self.fuser is not None:
-            self.fuser.configure(self.settings.fuser)
-        if self.sync is not None:
-            self.sync.configure(self.settings.sync)
+        if self.stream is not None:
+            self.stream.fuser.configure(self.settings.fuser)
+            self.stream.configure(self.settings.stream, self.settings.sync)
         self.get_logger().info("parameters updated: " + ", ".join(p.name for p in parameters))
 
-    # -- callbacks -----------------------------------------------------------------------------------------
-    def _stamp(self, msg, kind: str) -> float | None:
-        t = _stamp_s(msg.header.stamp)
-        if t != 0.0:
-            return t
-        self.zero_stamps += 1
-        if self.settings.node.use_arrival_time_for_zero_stamps:
-            self.get_logger().warn(f"{kind} frames have zero header stamps; pairing them by arrival time",
-                                   throttle_duration_sec=WARN_PERIOD_S)
-            return self.get_clock().now().nanoseconds * 1e-9
-        self.get_logger().warn(f"{kind} frame with a zero header stamp dropped (counted in /diagnostics); fix the "
-                               "driver's stamps or set use_arrival_time_for_zero_stamps", throttle_duration_sec=WARN_PERIOD_S)
-        return None
-
-    def _malformed(self, kind: str, exc: Exception) -> None:
-        self.malformed[kind] += 1
-        self.get_logger().warn(f"malformed {kind} message skipped: {exc}", throttle_duration_sec=WARN_PERIOD_S)
-
-    def _thermal_stale(self, now: float) -> bool:
-        last = self._last_thermal_arrival if self._last_thermal_arrival is not None else self._active_since
-        return now - last > self.settings.node.thermal_timeout_s
-
-    def _decode_stamped(self, msg: Image, kind: str, convert) -> tuple[Any, float] | None:
-        """Zero-copy decode + ``convert`` and the pairing stamp; None (counted, throttle-logged) when unusable."""
-        try:
-            value = convert(ic.decode(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data),
-                            msg.encoding)
-        except EncodingError as exc:
-            self._malformed(kind, exc)
-            return None
-        stamp = self._stamp(msg, kind)
-        return None if stamp is None else (value, stamp)
-
+    # -- callbacks (executor thread: decode and pair only) -----------------------------------------------------
     def _rgb_callback(self, msg: Image) -> None:
-        arrival = time.monotonic()
         self.rgb_rate.tick()
-        decoded = self._decode_stamped(msg, "rgb", ic.to_rgb)
-        if decoded is None:
-            return
-        rgb, stamp = decoded
-        if self._thermal_stale(arrival):
-            self._handle(self.sync.flush())
-            self._set_mode("passthrough")
-            self._publish_passthrough(msg, rgb)
-            return
-        self._handle(self.sync.add_rgb(stamp, (msg, rgb), arrival))
+        decoded = self._decode_stamped(msg, "rgb", M.decode_rgb)
+        if decoded is not None:
+            rgb, stamp = decoded
+            self.worker.submit(self.stream.add_rgb(stamp, rgb, msg))
 
     def _thermal_callback(self, msg: Image) -> None:
-        arrival = time.monotonic()
         self.thermal_rate.tick()
-        decoded = self._decode_stamped(msg, "thermal", ic.to_thermal)
-        if decoded is None:
-            return
-        thermal, stamp = decoded
-        if self.mode == "passthrough":
-            self._resume_pending = True
-        self._last_thermal_arrival = arrival
-        self._handle(self.sync.add_thermal(stamp, thermal, arrival))
+        decoded = self._decode_stamped(msg, "thermal", M.decode_thermal)
+        if decoded is not None:
+            thermal, stamp = decoded
+            self.worker.submit(self.stream.add_thermal(stamp, thermal))
 
     def _info_callback(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
     def _sync_timer_callback(self) -> None:
-        now = time.monotonic()
-        if self._thermal_stale(now):
-            if self.sync.pending:
-                self._handle(self.sync.flush())
-            self._set_mode("passthrough")
-        else:
-            self._handle(self.sync.poll(now))
+        self.worker.submit(self.stream.poll())
 
-    def _set_mode(self, mode: str) -> None:
-        if mode != self.mode:
-            if mode == "passthrough":
-                self.get_logger().warn(f"thermal silent for > {self.settings.node.thermal_timeout_s} s: publishing the "
-                                       "RGB frames unchanged (passthrough)")
-            else:
-                self.get_logger().info("thermal is back: fusion resumed (streaming memory reset)")
-            self.mode = mode
+    def _decode_stamped(self, msg: Image, kind: str, decode) -> tuple[np.ndarray, float] | None:
+        """Decoded array and pairing stamp; None (counted by kind, throttle-logged) when the message is unusable."""
+        try:
+            value = decode(msg)
+        except EncodingError as exc:
+            self._malformed(kind, exc.kind, exc)
+            return None
+        except Exception as exc:       # a converter failing on a message it accepted must not stop the node
+            self._malformed(kind, f"decode_{type(exc).__name__}", exc)
+            return None
+        stamp = self._stamp(msg, kind)
+        return None if stamp is None else (value, stamp)
 
-    # -- processing ----------------------------------------------------------------------------------------
-    def _handle(self, pairs: list[Pair]) -> None:
-        for pair in pairs:
-            msg, rgb = pair.rgb
-            if pair.thermal is None:
-                self._publish_passthrough(msg, rgb)
-                continue
-            if self._resume_pending:
-                self._resume_pending = False
-                self.fuser.reset()
-                self._set_mode("fusing")
-            self.offsets_ms.append(abs(pair.offset) * 1e3)
-            self._publish_fused(msg, rgb, pair.thermal, pair.rgb_stamp)
+    def _stamp(self, msg, kind: str) -> float | None:
+        t = M.stamp_seconds(msg.header.stamp)
+        if t != 0.0:
+            return t
+        self.zero_stamps += 1
+        if self.settings.node.use_arrival_time_for_zero_stamps:
+            self._warn(f"{kind}_zero_stamp", f"{kind} frames have zero header stamps; pairing them by arrival time")
+            return self.get_clock().now().nanoseconds * 1e-9
+        self._warn(f"{kind}_zero_stamp", f"{kind} frame with a zero header stamp dropped (counted in /diagnostics); "
+                   "fix the driver's stamps or set use_arrival_time_for_zero_stamps")
+        return None
 
-    def _output_encoding(self, msg: Image) -> str:
-        return self.settings.node.output_encoding or msg.encoding
+    def _malformed(self, stream: str, kind: str, exc: Exception) -> None:
+        self.malformed[f"{stream}_{kind}"] += 1
+        self._warn(f"{stream}_{kind}", f"malformed {stream} message skipped ({kind}, counted in /diagnostics): {exc}")
 
-    def _publish_fused(self, msg: Image, rgb: np.ndarray, thermal: np.ndarray, stamp: float) -> None:
-        fused = self.fuser.step(thermal, rgb, stamp)
+    # -- output (worker thread) ------------------------------------------------------------------------------
+    def _publish_output(self, out: Output) -> None:
+        msg = out.job.item
         t0 = time.perf_counter()
-        out = self._make_image(msg, fused)
+        encoding = self.settings.node.output_encoding or msg.encoding
+        if out.fused is None and encoding == msg.encoding:
+            image = msg
+        else:
+            image = M.image_with_header(msg, out.job.rgb if out.fused is None else out.fused, encoding)
         t1 = time.perf_counter()
-        self._pub_image.publish(out)
+        self._pub_image.publish(image)
         self._publish_info(msg)
         t2 = time.perf_counter()
-        self.last_timings = dict(vars(self.fuser.timings), encode_ms=(t1 - t0) * 1e3, publish_ms=(t2 - t1) * 1e3)
-        self.infer_ms.append(self.fuser.timings.infer_ms)
-        # Everything but the network: AGC, registration, float conversions/resizes, encode, publish.
-        self.overhead_ms.append((t2 - t0) * 1e3 + self.fuser.timings.overhead_ms)
-        self.fused_frames += 1
-        self._published(msg)
-
-    def _make_image(self, msg: Image, rgb: np.ndarray) -> Image:
-        enc_name = self._output_encoding(msg)
-        enc = ic.encode(ic.from_rgb(np.ascontiguousarray(rgb), enc_name), enc_name)
-        out = Image()
-        out.header = msg.header
-        out.height, out.width, out.encoding = enc.height, enc.width, enc.encoding
-        out.is_bigendian, out.step = int(enc.is_bigendian), enc.step
-        out.data = enc.data
-        return out
-
-    def _publish_passthrough(self, msg: Image, rgb: np.ndarray) -> None:
-        if self._output_encoding(msg) == msg.encoding:
-            self._pub_image.publish(msg)
-        else:
-            self._pub_image.publish(self._make_image(msg, rgb))
-        self._publish_info(msg)
-        self.passthrough_frames += 1
-        self._published(msg)
-
-    def _publish_info(self, msg: Image) -> None:
-        if self._camera_info is None:
-            self.get_logger().warn("no message on rgb/camera_info yet; fused/camera_info is published once it arrives",
-                                   throttle_duration_sec=WARN_PERIOD_S)
-            return
-        self._camera_info.header = msg.header
-        self._pub_info.publish(self._camera_info)
-
-    def _published(self, msg: Image) -> None:
+        if out.fused is not None:
+            self._record_fused(out.job, out.timings, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
         self.out_rate.tick()
-        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp_ns = M.stamp_nanoseconds(msg.header.stamp)
         if stamp_ns:
             self.latencies_ms.append((self.get_clock().now().nanoseconds - stamp_ns) * 1e-6)
+
+    def _record_fused(self, job: Job, timings, encode_ms: float, publish_ms: float) -> None:
+        self.last_timings = dict(vars(timings), encode_ms=encode_ms, publish_ms=publish_ms)
+        self.infer_ms.append(timings.infer_ms)
+        # Everything but the network: AGC, registration, float conversions/resizes, encode, publish.
+        self.overhead_ms.append(encode_ms + publish_ms + timings.overhead_ms)
+        self.offsets_ms.append(abs(job.offset) * 1e3)
+
+    def _frame_failed(self, kind: str, exc: Exception, job: Job) -> None:
+        self._warn(f"failed_{kind}", f"frame at {job.stamp:.3f} s skipped ({kind}, counted in /diagnostics): {exc}")
+
+    def _publish_info(self, msg: Image) -> None:
+        info = self._camera_info
+        if info is None:
+            self._warn("no_camera_info", "no message on rgb/camera_info yet; fused/camera_info is published once "
+                       "it arrives")
+            return
+        info.header = msg.header
+        self._pub_info.publish(info)
 
     # -- diagnostics ---------------------------------------------------------------------------------------
     def diagnostics_values(self) -> dict[str, str]:
         """Current diagnostics as strings (also what /diagnostics carries)."""
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else None
-        stats = self.sync.stats if self.sync is not None else None
+        st = self.stream.stats if self.stream is not None else None
+        sync = self.stream.sync.stats if self.stream is not None else None
         desc = self.backend.describe() if self.backend is not None else {}
 
         def pct(a, q):
             return f"{float(np.percentile(a, q)):.2f}" if a is not None else "nan"
 
-        return {
+        def med(d):
+            return f"{float(np.median(d)):.2f}" if d else "nan"
+
+        values = {
             "mode": self.mode,
             "backend": str(desc.get("backend", "")),
             "precision": str(desc.get("precision", "")),
             "rgb_rate_hz": f"{self.rgb_rate.rate():.2f}",
             "thermal_rate_hz": f"{self.thermal_rate.rate():.2f}",
             "output_rate_hz": f"{self.out_rate.rate():.2f}",
-            "fused_frames": str(self.fused_frames),
-            "passthrough_frames": str(self.passthrough_frames),
-            "pairing_drops": str(stats.unpaired_rgb if stats else 0),
-            "sync_offset_ms_median": f"{float(np.median(self.offsets_ms)):.2f}" if self.offsets_ms else "nan",
+            "fused_frames": str(st.fused if st else 0),
+            "passthrough_frames": str(st.passthrough if st else 0),
+            "dropped_frames": str(st.dropped if st else 0),
+            "pairing_drops": str(sync.unpaired_rgb if sync else 0),
+            "stamp_jumps": str(st.stamp_jumps if st else 0),
+            "rgb_resolution_changes": str(st.rgb_resolution_changes if st else 0),
+            "thermal_resolution_changes": str(st.thermal_resolution_changes if st else 0),
+            "thermal_out_of_order": str(st.thermal_out_of_order if st else 0),
+            "sync_offset_ms_median": med(self.offsets_ms),
             "latency_ms_median": pct(lat, 50),
             "latency_ms_p95": pct(lat, 95),
-            "node_overhead_ms_median": f"{float(np.median(self.overhead_ms)):.2f}" if self.overhead_ms else "nan",
-            "inference_ms_median": f"{float(np.median(self.infer_ms)):.2f}" if self.infer_ms else "nan",
+            "node_overhead_ms_median": med(self.overhead_ms),
+            "inference_ms_median": med(self.infer_ms),
             "malformed_messages": str(sum(self.malformed.values())),
-            "malformed_rgb": str(self.malformed["rgb"]),
-            "malformed_thermal": str(self.malformed["thermal"]),
+            "malformed_rgb": str(sum(v for k, v in self.malformed.items() if k.startswith("rgb_"))),
+            "malformed_thermal": str(sum(v for k, v in self.malformed.items() if k.startswith("thermal_"))),
             "zero_stamp_frames": str(self.zero_stamps),
-            "memory_resets": str(self.fuser.memory_resets if self.fuser else 0),
+            "failed_frames": str(sum(st.failures.values()) if st else 0),
+            "memory_resets": str(self.stream.fuser.memory_resets if self.stream else 0),
         }
+        values.update({f"malformed_{k}": str(v) for k, v in sorted(self.malformed.items())})
+        if st:
+            values.update({f"failed_{k}": str(v) for k, v in sorted(st.failures.items())})
+        return values
+
+    def _diagnostic_level(self, values: dict[str, str]) -> tuple[bytes, str]:
+        if not self._subs:
+            return DiagnosticStatus.WARN, "inactive (lifecycle state is not active)"
+        if self.mode == "passthrough":
+            return DiagnosticStatus.WARN, (f"passthrough: no thermal frame within {self.settings.stream.thermal_timeout_s}"
+                                           " s of the RGB stamps, RGB published unchanged")
+        if values["malformed_messages"] != "0" or self.zero_stamps or values["failed_frames"] != "0":
+            return DiagnosticStatus.WARN, "fusing; malformed, zero-stamped or failed frames seen"
+        if values["dropped_frames"] != "0":
+            return DiagnosticStatus.OK, "fusing the newest frames (network slower than the camera: drops counted)"
+        return DiagnosticStatus.OK, "fusing"
 
     def _publish_diagnostics(self) -> None:
-        active = self._subs != []
         values = self.diagnostics_values()
         st = DiagnosticStatus()
         st.name = f"{self.get_name()}: fusion"
         st.hardware_id = f"{values['backend']}/{values['precision']}"
-        if not active:
-            st.level, st.message = DiagnosticStatus.WARN, "inactive (lifecycle state is not active)"
-        elif self.mode == "passthrough":
-            st.level = DiagnosticStatus.WARN
-            st.message = f"passthrough: thermal silent > {self.settings.node.thermal_timeout_s} s, RGB published unchanged"
-        elif sum(self.malformed.values()) or self.zero_stamps:
-            st.level, st.message = DiagnosticStatus.WARN, "fusing; malformed or zero-stamped input seen"
-        else:
-            st.level, st.message = DiagnosticStatus.OK, "fusing"
+        st.level, st.message = self._diagnostic_level(values)
         st.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
@@ -431,20 +443,42 @@ class FusionNode(LifecycleNode):
         self._pub_diag.publish(arr)
 
 
+def _start(node: FusionNode) -> bool:
+    if not node.get_parameter("autostart").value:
+        return True
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        node.get_logger().fatal("fusion_node failed to configure (see the error above); exiting")
+        return False
+    node.trigger_activate()
+    return True
+
+
+def _ignore_further_stop_signals() -> None:
+    # A terminal's Ctrl-C reaches the node and `ros2 launch` forwards one more: the second must not interrupt the
+    # cleanup with a traceback. The cleanup is bounded (worker join), so nothing can hang here.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _destroy_quietly(node: FusionNode) -> None:
+    try:
+        node.destroy_node()
+    except Exception as exc:        # the context may already be shut down by the signal handler
+        print(f"fusion_node: cleanup after shutdown: {exc}", file=sys.stderr)
+
+
 def main(args: list[str] | None = None) -> int:
     """Console-script entry point ``fusion_node`` (Jazzy init/spin/shutdown pattern)."""
-    rclpy.init(args=args)
     node = None
     rc = 0
     try:
+        rclpy.init(args=args)
         node = FusionNode()
-        if node.get_parameter("autostart").value:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().fatal("fusion_node failed to configure (see the error above); exiting")
-                rc = 1
-                return rc
-            node.trigger_activate()
-        rclpy.spin(node)
+        if _start(node):
+            rclpy.spin(node)
+        else:
+            rc = 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (FusionError, ParameterException) as exc:
@@ -452,8 +486,9 @@ def main(args: list[str] | None = None) -> int:
         print(f"fusion_node: error: {exc}", file=sys.stderr)
         rc = 1
     finally:
+        _ignore_further_stop_signals()
         if node is not None:
-            node.destroy_node()
+            _destroy_quietly(node)
         rclpy.try_shutdown()
     return rc
 

@@ -1,7 +1,7 @@
 """The node's ROS parameters, declared in one place from the typed dataclasses.
 
 Every parameter is a field of :class:`~fusion_ros.engine.EngineConfig`, :class:`~fusion_ros.pipeline.FuserConfig`,
-:class:`~fusion_ros.pipeline.SyncConfig` or :class:`NodeConfig`; the defaults live only there. This module
+:class:`~fusion_ros.pipeline.SyncConfig`, :class:`~fusion_ros.pipeline.StreamConfig` or :class:`NodeConfig`; the defaults live only there. This module
 derives the ROS type, the ``ParameterDescriptor`` (description, range, read-only) and the README table
 from those fields, reads the values once at configure, and validates live updates.
 
@@ -19,6 +19,7 @@ from fusion_ros.engine import BACKENDS, PRECISIONS, EngineConfig
 from fusion_ros.errors import ConfigError
 from fusion_ros.pipeline.fuser import FuserConfig
 from fusion_ros.pipeline.image_codec import RGB_ENCODINGS
+from fusion_ros.pipeline.stream import StreamConfig
 from fusion_ros.pipeline.sync import SyncConfig
 
 __all__ = ["NodeConfig", "NodeSettings", "ParamSpec", "parameter_specs", "parameter_table_markdown",
@@ -27,12 +28,8 @@ __all__ = ["NodeConfig", "NodeSettings", "ParamSpec", "parameter_specs", "parame
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """Node-level settings (sensor-loss handling, output, diagnostics)."""
+    """Node-level settings (output, zero stamps, diagnostics, start-up)."""
 
-    # Thermal silent longer than this (arrival time, s, > 0) -> RGB passed through unchanged.
-    thermal_timeout_s: float = field(default=0.5, metadata={
-        "doc": "thermal silent longer than this (s) -> RGB published unchanged (passthrough), WARN in /diagnostics",
-        "range": (0.01, 60.0)})
     # Output encoding; "" = the RGB input's encoding.
     output_encoding: str = field(default="", metadata={
         "doc": "encoding of fused/image_raw; empty = the RGB input's encoding (" + ", ".join(RGB_ENCODINGS) + ")"})
@@ -49,8 +46,6 @@ class NodeConfig:
         "read_only": True})
 
     def __post_init__(self) -> None:
-        if not self.thermal_timeout_s > 0:
-            raise ConfigError(f"thermal_timeout_s={self.thermal_timeout_s} must be > 0 seconds")
         if self.output_encoding and self.output_encoding not in RGB_ENCODINGS:
             raise ConfigError(f"output_encoding '{self.output_encoding}' unsupported; use '' (same as the RGB input) "
                               f"or one of {', '.join(RGB_ENCODINGS)}")
@@ -58,7 +53,7 @@ class NodeConfig:
             raise ConfigError(f"diagnostics_period_s={self.diagnostics_period_s} must be > 0 seconds")
 
 
-# Engine fields are the lead's EngineConfig; their ROS names and descriptions are set here.
+# EngineConfig's fields under their ROS names (``cache_dir`` is ``engine_cache_dir`` on the node).
 _ENGINE_PARAMS = {
     # ros name: (EngineConfig field, description, choices)
     "model_path": ("model_path", "fusion model (.onnx with its .json/.pt sidecars); empty = the shipped lite model",
@@ -76,7 +71,7 @@ class ParamSpec:
     """One declared parameter."""
 
     name: str
-    group: str                      # engine | fuser | sync | node
+    group: str                      # engine | fuser | sync | stream | node
     field: str                      # field of the group's dataclass
     type: str                       # bool | integer | double | string | double_array | integer_array
     default: Any
@@ -86,7 +81,8 @@ class ParamSpec:
     read_only: bool = False
 
 
-_GROUPS = {"engine": EngineConfig, "fuser": FuserConfig, "sync": SyncConfig, "node": NodeConfig}
+_GROUPS = {"engine": EngineConfig, "fuser": FuserConfig, "sync": SyncConfig, "stream": StreamConfig,
+           "node": NodeConfig}
 
 
 def _ros_type(hint: Any) -> str:
@@ -113,7 +109,7 @@ def _ros_value(value: Any, typ: str) -> Any:
 
 
 def parameter_specs() -> list[ParamSpec]:
-    """All node parameters in declaration order (engine, pipeline, sync, node)."""
+    """All node parameters in declaration order (engine, pipeline, sync, stream, node)."""
     specs: list[ParamSpec] = []
     eng_hints = typing.get_type_hints(EngineConfig)
     eng_defaults = EngineConfig()
@@ -122,7 +118,7 @@ def parameter_specs() -> list[ParamSpec]:
         specs.append(ParamSpec(name, "engine", fname, typ, _ros_value(getattr(eng_defaults, fname), typ),
                                doc + " (built/loaded at configure)", None,
                                tuple(choices) if choices else None, read_only=True))
-    for group in ("fuser", "sync", "node"):
+    for group in ("fuser", "sync", "stream", "node"):
         cls = _GROUPS[group]
         hints = typing.get_type_hints(cls)
         defaults = cls()
@@ -159,6 +155,7 @@ class NodeSettings:
     fuser: FuserConfig
     sync: SyncConfig
     node: NodeConfig
+    stream: StreamConfig = StreamConfig()
 
 
 def _build(values: dict[str, Any]) -> NodeSettings:
@@ -224,3 +221,18 @@ def apply_parameter_changes(current: NodeSettings, changes: dict[str, Any]) -> N
             raise ConfigError(f"parameter '{name}' is read-only at runtime; set it in the params file and restart")
         values[name] = value
     return _build(values)
+
+
+# Names a node accepts without declaring them here (rclpy and QoS overrides).
+_IMPLICIT_PREFIXES = ("qos_overrides.",)
+_IMPLICIT_NAMES = ("use_sim_time", "start_type_description_service", "start_parameter_event_publisher")
+
+
+def unknown_parameter_names(names) -> list[tuple[str, str | None]]:
+    """Override names that are not parameters of the node, each with the closest declared name (or None)."""
+    import difflib
+
+    declared = [s.name for s in parameter_specs()]
+    unknown = [n for n in names if n not in declared and n not in _IMPLICIT_NAMES
+               and not n.startswith(_IMPLICIT_PREFIXES)]
+    return [(n, next(iter(difflib.get_close_matches(n, declared, n=1, cutoff=0.6)), None)) for n in sorted(unknown)]

@@ -98,7 +98,7 @@ def test_thermal_dropout_passthrough_then_resume(ros_context, spin):
     in_gap = [(m, lvl) for t, m, lvl in modes if 0.9 < t < 1.5]
     after = [m for t, m, _ in modes if 2.0 < t < 2.4]
     assert ("passthrough", "1") in in_gap and "fusing" in after, modes
-    assert node.fused_frames >= 20 and node.fuser.memory_resets >= 1
+    assert node.fused_frames >= 20 and node.stream.fuser.memory_resets >= 1
 
 
 def test_bad_input_counted_and_skipped(ros_context, spin, frames):
@@ -124,7 +124,8 @@ def test_bad_input_counted_and_skipped(ros_context, spin, frames):
         return bad
 
     player.play(rgb_hz=30.0, thermal_hz=9.0, n_rgb=30, mutate=mutate)
-    assert _wait(lambda: node.malformed["rgb"] >= 4 and node.zero_stamps >= 1, 3.0)
+    assert _wait(lambda: sum(v for k, v in node.malformed.items() if k.startswith("rgb_")) >= 4
+                 and node.zero_stamps >= 1, 3.0)
     time.sleep(0.4)
     st = rec.last_status()
     assert int(st["malformed_messages"]) >= 5 and int(st["zero_stamp_frames"]) >= 1
@@ -153,7 +154,7 @@ def test_live_parameter_update_validated(ros_context):
     node = _node(ros_context)
     assert node.trigger_configure().name == "SUCCESS"
     ok = node.set_parameters([Parameter("approximate_sync_slop_s", value=0.05)])[0]
-    assert ok.successful and node.sync.cfg.approximate_sync_slop_s == 0.05
+    assert ok.successful and node.stream.sync.cfg.approximate_sync_slop_s == 0.05
     bad = node.set_parameters([Parameter("thermal_range", value=[5000.0, 1000.0])])[0]
     assert not bad.successful and "thermal_range" in bad.reason
     ro = node.set_parameters([Parameter("backend", value="torch")])[0]
