@@ -18,7 +18,8 @@ from fusion_ros.errors import FusionError
 __all__ = ["main", "build_parser"]
 
 COMMAND_MODULES = (
-    "fusion_ros.export.commands",    # export, build-engine
+    "fusion_ros.export.commands",    # export
+    "fusion_ros.engine.commands",    # build-engine
     "fusion_ros.eval.commands",      # fuse, eval
     "fusion_ros.eval.bench",         # bench
     "fusion_ros.train.commands",     # train, teachers
@@ -28,7 +29,7 @@ COMMAND_MODULES = (
 EPILOG = """examples:
   fusion-ros demo --out demo_out
   fusion-ros fuse --pairs ../shared/data/pairs/dev/tno --out out/tno
-  fusion-ros export --model lite --checkpoint models/fusion_lite.pt --out models/fusion_lite.onnx
+  fusion-ros export --checkpoint runs/lite/fusion_lite.pt --out models/my_lite.onnx
   fusion-ros build-engine --onnx models/fusion_lite.onnx --fp16
   fusion-ros bench --json
 """
@@ -55,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except FusionError as exc:
+        print(f"fusion-ros {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # A file system refusal (no such file, permission, disk full) is the user's to fix: one line, no traceback.
+        if args.verbose:
+            raise
         print(f"fusion-ros {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from fusion_ros.engine.base import Backend, EngineConfig
-from fusion_ros.export import read_sidecar
+from fusion_ros.errors import ConfigError
+from fusion_ros.model.artifact import open_artifact, reexport_hint
 
 __all__ = ["OnnxRuntimeBackend", "select_providers"]
 
@@ -43,23 +44,28 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, onnx_path: Path, cfg: EngineConfig) -> None:
         import onnxruntime as ort
 
-        side = read_sidecar(onnx_path)
+        artifact = open_artifact(onnx_path)
         providers = select_providers(ort.get_available_providers(), cfg.device, cfg.precision, cfg.cache_dir)
         on_gpu = any((p[0] if isinstance(p, tuple) else p) != "CPUExecutionProvider" for p in providers)
         precision = cfg.precision
         if precision == "fp16" and not on_gpu:
             log.info("fp16 requested but only the CPU provider exists; running fp32 (fp16 is slower on CPUs)")
             precision = "fp32"
-        super().__init__(precision, side["stride"], side["memory_channels"])
+        super().__init__(precision, artifact.stride, artifact.memory_channels)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if cfg.threads:
             opts.intra_op_num_threads = cfg.threads
         opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own pybind types for unreadable or invalid graphs
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"model_path '{onnx_path}' is not a loadable ONNX model ({first}); {reexport_hint(onnx_path)}") from None
+        artifact.check_graph_inputs({i.name: i.shape for i in self.session.get_inputs()})
         self.providers = self.session.get_providers()
         self.model_path = str(onnx_path)
-        self.model_name = side.get("model", "?")
+        self.model_name = artifact.model_name
         log.info("onnxruntime backend: %s on %s", onnx_path, self.providers)
 
     def _zeros(self, shape: tuple[int, ...]) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from fusion_ros.engine.base import Backend, EngineConfig
 from fusion_ros.engine.cache import EngineCache, EngineKey, shape_profile
 from fusion_ros.errors import EngineBuildError
-from fusion_ros.export import read_sidecar, sha256_file
+from fusion_ros.model.artifact import Artifact, open_artifact
 
 __all__ = ["TensorRTBackend", "build_engine", "engine_key_for", "tensorrt_available"]
 
@@ -38,21 +38,28 @@ def tensorrt_available() -> tuple[bool, str]:
     return True, ""
 
 
-def engine_key_for(onnx_path: Path, cfg: EngineConfig) -> EngineKey:
+def engine_key_for(artifact: Artifact, cfg: EngineConfig) -> EngineKey:
     import tensorrt as trt
     import torch
 
     major, minor = torch.cuda.get_device_capability()
-    return EngineKey(onnx_sha256=sha256_file(onnx_path), tensorrt_version=trt.__version__,
+    return EngineKey(onnx_sha256=artifact.onnx_sha256, tensorrt_version=trt.__version__,
                      gpu_name=torch.cuda.get_device_name(), compute_capability=f"{major}.{minor}",
                      precision=cfg.precision, min_hw=tuple(cfg.min_hw), opt_hw=tuple(cfg.opt_hw), max_hw=tuple(cfg.max_hw))
 
 
-def build_engine(onnx_path: Path, cfg: EngineConfig, cache: EngineCache, key: EngineKey) -> bytes:
+def _engine_input_shapes(engine) -> dict[str, tuple[int, ...]]:
+    import tensorrt as trt
+
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    return {n: tuple(engine.get_tensor_shape(n)) for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT}
+
+
+def build_engine(artifact: Artifact, cfg: EngineConfig, cache: EngineCache, key: EngineKey) -> bytes:
     """Parse ONNX, set precision and the shape profile, build and serialize, reusing the timing cache."""
     import tensorrt as trt
 
-    side = read_sidecar(onnx_path)
+    onnx_path = artifact.onnx_path
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
@@ -60,12 +67,13 @@ def build_engine(onnx_path: Path, cfg: EngineConfig, cache: EngineCache, key: En
     if not parser.parse(Path(onnx_path).read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise EngineBuildError(f"TensorRT could not parse {onnx_path}: {errors}")
+    artifact.check_graph_inputs({network.get_input(i).name: tuple(network.get_input(i).shape) for i in range(network.num_inputs)})
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
     if cfg.precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in shape_profile(cfg.min_hw, cfg.opt_hw, cfg.max_hw, side["stride"], side["memory_channels"]).items():
+    for name, (lo, opt, hi) in shape_profile(cfg.min_hw, cfg.opt_hw, cfg.max_hw, artifact.stride, artifact.memory_channels).items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
     timing_path = cache.timing_cache_path(key)
@@ -91,20 +99,21 @@ class TensorRTBackend(Backend):
         import tensorrt as trt
         import torch
 
-        side = read_sidecar(onnx_path)
-        super().__init__(cfg.precision, side["stride"], side["memory_channels"])
+        artifact = open_artifact(onnx_path)
+        super().__init__(cfg.precision, artifact.stride, artifact.memory_channels)
         self.torch = torch
         cache = EngineCache(cfg.cache_dir)
-        key = engine_key_for(onnx_path, cfg)
+        key = engine_key_for(artifact, cfg)
         self.engine_path = cache.engine_path(Path(onnx_path).stem, key)
         valid, reason = cache.is_valid(self.engine_path, key)
         if not valid:
             log.warning("building TensorRT %s engine for %s (%s); this may take several minutes", cfg.precision, onnx_path, reason)
-            cache.write(self.engine_path, build_engine(Path(onnx_path), cfg, cache, key), key)
+            cache.write(self.engine_path, build_engine(artifact, cfg, cache, key), key)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if self.engine is None:
             raise EngineBuildError(f"TensorRT could not load {self.engine_path}; delete it to rebuild")
+        artifact.check_graph_inputs(_engine_input_shapes(self.engine))
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream()
         self.cfg = cfg

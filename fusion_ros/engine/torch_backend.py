@@ -10,6 +10,7 @@ import numpy as np
 
 from fusion_ros.engine.base import Backend, EngineConfig
 from fusion_ros.errors import ConfigError
+from fusion_ros.model.artifact import load_student, open_artifact
 
 __all__ = ["TorchBackend"]
 
@@ -17,14 +18,12 @@ log = logging.getLogger(__name__)
 
 
 class TorchBackend(Backend):
-    """Runs the student's PyTorch weights (``X.pt`` beside ``X.onnx``); memory stays on the device."""
+    """Runs the student's PyTorch weights (``X.pt`` beside ``X.onnx``, or a ``.pt`` itself); memory stays on the device."""
 
     name = "torch"
 
     def __init__(self, onnx_path: Path, cfg: EngineConfig) -> None:
         import torch
-
-        from fusion_ros.export import load_student
 
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU; use device: auto or cpu")
@@ -34,7 +33,11 @@ class TorchBackend(Backend):
         if precision == "fp16" and self.device.type == "cpu":
             log.info("fp16 requested on the CPU; running fp32 (half precision is slower on CPUs)")
             precision = "fp32"
+        # An exported model's files are checked against each other; a bare .pt (a training checkpoint) stands alone.
+        artifact = open_artifact(onnx_path) if Path(onnx_path).suffix == ".onnx" else None
         model = load_student(onnx_path)
+        if artifact is not None:
+            artifact.check_weights(model.cfg)
         super().__init__(precision, model.stride, model.cfg.state_channels)
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         model = model.to(self.device, self.dtype)

@@ -35,10 +35,12 @@ examples:
 
 def _cmd_fuse(args: argparse.Namespace) -> int:
     from fusion_ros.errors import ConfigError
-    from fusion_ros.eval.fuse import StudentConfig, fuse_pairs, fuse_video, make_fuser
+    from fusion_ros.eval.fuse import StudentConfig, check_output_folder, fuse_pairs, fuse_video, make_fuser
 
     if bool(args.pairs) == bool(args.video):
         raise ConfigError("give exactly one of --pairs DIR or --video IR VI")
+    # Refused before the model loads; fuse_pairs / fuse_video check it again for library callers.
+    check_output_folder(args.out, {"--pairs": args.pairs} if args.pairs else {"--video IR": args.video[0], "--video VI": args.video[1]})
     fuser = make_fuser(StudentConfig(model_path=args.model, backend=args.backend, precision=args.precision,
                                      threads=args.threads, use_memory=not args.no_memory))
     if args.pairs:

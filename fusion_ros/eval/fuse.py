@@ -7,6 +7,7 @@ A clip is fused frame by frame with the memory carried from frame to frame (unle
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from fusion_ros.errors import ConfigError, FusionError
 from fusion_ros.eval.data import Pair, find_pairs, iter_frames, read_ir, read_vis, write_rgb
 
-__all__ = ["StudentConfig", "make_fuser", "fuse_pair", "fuse_pairs", "iter_fused_clip", "fuse_video"]
+__all__ = ["StudentConfig", "make_fuser", "fuse_pair", "fuse_pairs", "iter_fused_clip", "fuse_video", "check_output_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,45 @@ def make_fuser(cfg: StudentConfig = StudentConfig()):
     from fusion_ros.engine import EngineConfig, create_backend
     from fusion_ros.pipeline.fuser import Fuser, FuserConfig
 
-    name = cfg.backend
-    if name == "auto" and cfg.model_path.endswith(".pt"):
-        # Torch weights run only on the torch backend; "auto" would hand them to an ONNX runtime.
-        name = "torch"
-    backend = create_backend(EngineConfig(model_path=cfg.model_path, backend=name, precision=cfg.precision,
+    backend = create_backend(EngineConfig(model_path=cfg.model_path, backend=cfg.backend, precision=cfg.precision,
                                           threads=cfg.threads))
     log.info("student %s on %s (%s)", cfg.model_path or "<shipped lite>", backend.name, backend.precision)
     return Fuser(backend, FuserConfig(use_memory=cfg.use_memory))
+
+
+def check_output_folder(out_dir: str | Path, inputs: dict[str, str | Path]) -> Path:
+    """Refuse an output folder that would write over the inputs.
+
+    Args:
+        out_dir: the output folder (``--out``).
+        inputs: flag -> input path (a folder, or a file such as a video).
+
+    Returns:
+        ``out_dir`` as a Path.
+
+    Raises:
+        ConfigError: ``out_dir`` is a file, or equals or lies inside an input folder (or is an input file).
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; pass a folder for the fused images")
+    target = out.resolve()
+    for flag, src in inputs.items():
+        root = Path(src).resolve()
+        if target == root or (root.is_dir() and target.is_relative_to(root)):
+            raise ConfigError(f"--out {out} is inside the input {flag} {src}; fusing there would write over the inputs: "
+                              "choose an --out outside it")
+    return out
+
+
+def _write_atomic(path: Path, rgb: np.ndarray) -> None:
+    # A temporary name with the same suffix (the image format follows it), renamed: no half-written PNG is ever left.
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write_rgb(tmp, rgb)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def fuse_pair(fuser, pair: Pair) -> np.ndarray:
@@ -88,13 +120,16 @@ def fuse_pairs(pairs_root: str | Path, out_dir: str | Path, fuser, progress: boo
 
     Returns:
         The written files.
+
+    Raises:
+        ConfigError: ``out_dir`` is a file or inside ``pairs_root`` (see :func:`check_output_folder`).
     """
+    out_dir = check_output_folder(out_dir, {"--pairs": pairs_root})
     pairs = find_pairs(pairs_root)
-    out_dir = Path(out_dir)
     written = []
     for pair in _progress(pairs, len(pairs), "fuse", progress):
         path = out_dir / pair.subdir / f"{pair.stem}.png"
-        write_rgb(path, fuse_pair(fuser, pair))
+        _write_atomic(path, fuse_pair(fuser, pair))
         written.append(path)
     return written
 
@@ -131,8 +166,12 @@ def iter_fused_clip(ir_src: str | Path, vi_src: str | Path, fuser,
 
 
 def fuse_video(ir_src: str | Path, vi_src: str | Path, out_dir: str | Path, fuser, progress: bool = True) -> list[Path]:
-    """Fuse a clip into ``out_dir/<frame>.png`` (frame folder names are kept, video frames numbered 0000...)."""
-    out_dir = Path(out_dir)
+    """Fuse a clip into ``out_dir/<frame>.png`` (frame folder names are kept, video frames numbered 0000...).
+
+    Raises:
+        ConfigError: ``out_dir`` is a file, or inside the thermal or visible source (see :func:`check_output_folder`).
+    """
+    out_dir = check_output_folder(out_dir, {"--video IR": ir_src, "--video VI": vi_src})
     written = []
     total = None
     if Path(vi_src).is_dir():
@@ -141,6 +180,6 @@ def fuse_video(ir_src: str | Path, vi_src: str | Path, out_dir: str | Path, fuse
         total = len(list_frames(vi_src))
     for name, _, _, fused in _progress(iter_fused_clip(ir_src, vi_src, fuser), total, "fuse", progress):
         path = out_dir / f"{name}.png"
-        write_rgb(path, fused)
+        _write_atomic(path, fused)
         written.append(path)
     return written

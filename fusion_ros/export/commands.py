@@ -1,24 +1,61 @@
-"""``fusion-ros export`` and ``fusion-ros build-engine``."""
+"""``fusion-ros export``: a student's weights -> the model artifact (ONNX + sidecar + weights), checked against PyTorch."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+from pathlib import Path
 
-__all__ = ["register"]
+from fusion_ros.errors import ConfigError
+
+__all__ = ["register", "check_export_target"]
+
+EPILOG = """examples:
+  fusion-ros export --checkpoint runs/lite/best_stage1.pt --out runs/lite/lite.onnx
+  fusion-ros export --checkpoint runs/lite/fusion_lite.pt --out models/fusion_lite.onnx --force
+  fusion-ros export --model default --out /tmp/default.onnx --fp16
+"""
 
 
-def _hw(text: str) -> tuple[int, int]:
+def _trained_by(onnx_path: Path) -> str:
+    """What the sidecar says made the model at ``onnx_path`` ("" when it says nothing or cannot be read)."""
     try:
-        h, w = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW like 480x640, got '{text}'") from None
-    return h, w
+        meta = json.loads(onnx_path.with_suffix(".json").read_text()).get("meta", {})
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return str(meta.get("trained_by") or meta.get("source") or "") if isinstance(meta, dict) else ""
+
+
+def check_export_target(out: Path, force: bool, untrained: bool, extra: tuple[Path, ...] = ()) -> None:
+    """Refuse an ``--out`` that is not an ``.onnx`` file path, or one that would replace a model without ``--force``."""
+    from fusion_ros.model.artifact import existing_files
+
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give the .onnx path to write, e.g. {out / 'fusion_lite.onnx'}")
+    if out.suffix != ".onnx":
+        raise ConfigError(f"--out {out} must end in .onnx (the .json sidecar and .pt weights are written beside it)")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: {out.parent} is a file, not a folder; choose another --out")
+    existing = existing_files(out) + [p for p in extra if p.exists()]
+    if not existing or force:
+        return
+    names = ", ".join(p.name for p in existing)
+    made_by = _trained_by(out)
+    if untrained:
+        raise ConfigError(f"--out {out}: a model is there ({names}{'; ' + made_by if made_by else ''}) and export without "
+                          "--checkpoint writes untrained weights; pass --checkpoint WEIGHTS.pt, another --out, or --force")
+    raise ConfigError(f"--out {out}: a model is there ({names}); pass --force to replace it, or choose another --out")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from fusion_ros.export import compare_onnx_to_torch, convert_onnx_fp16, export_onnx, load_meta, load_student
+    out = Path(os.path.expanduser(args.out))
+    fp16_out = out.with_name(out.stem + "_fp16.onnx")
+    check_export_target(out, args.force, untrained=not args.checkpoint, extra=(fp16_out,) if args.fp16 else ())
+
+    from fusion_ros.export import compare_onnx_to_torch, convert_onnx_fp16, export_onnx
     from fusion_ros.model import create_model
+    from fusion_ros.model.artifact import load_meta, load_student
 
     meta = {"source": args.checkpoint or f"untrained {args.model}"}
     if args.checkpoint:
@@ -27,46 +64,24 @@ def cmd_export(args: argparse.Namespace) -> int:
         meta = {**load_meta(args.checkpoint), **meta}
     else:
         model = create_model(args.model, use_memory=not args.no_memory)
-    out = export_onnx(model, args.out, meta=meta)
+    out = export_onnx(model, out, meta=meta)
     report = {"onnx": str(out), "parity_max_abs_diff": compare_onnx_to_torch(out, model)}
     if args.fp16:
-        half = convert_onnx_fp16(out, out.with_name(out.stem + "_fp16.onnx"))
-        report["onnx_fp16"] = str(half)
+        report["onnx_fp16"] = str(convert_onnx_fp16(out, fp16_out))
     print(json.dumps(report, indent=2))
     return 0
 
 
-def cmd_build_engine(args: argparse.Namespace) -> int:
-    from fusion_ros.engine import EngineConfig
-    from fusion_ros.engine.tensorrt_backend import TensorRTBackend
-    from fusion_ros.engine.base import resolve_model_path
-
-    cfg = EngineConfig(model_path=args.onnx, backend="tensorrt", precision="fp16" if args.fp16 else "fp32",
-                       cache_dir=args.cache_dir, min_hw=args.min_hw, opt_hw=args.opt_hw, max_hw=args.max_hw)
-    backend = TensorRTBackend(resolve_model_path(cfg.model_path), cfg)
-    print(json.dumps(backend.describe(), indent=2))
-    return 0
-
-
 def register(subparsers) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+        """Show defaults and keep the epilog's line breaks."""
+
     p = subparsers.add_parser("export", help="export a student to ONNX (+ sidecar JSON and weights) and check it against PyTorch",
-                              formatter_class=fmt, epilog="examples:\n  fusion-ros export --checkpoint runs/lite/best.pt --out models/fusion_lite.onnx\n"
-                              "  fusion-ros export --model default --out /tmp/default.onnx --fp16")
+                              formatter_class=_Formatter, epilog=EPILOG)
     p.add_argument("--model", choices=("lite", "default"), default="lite", help="variant when no checkpoint is given (untrained)")
     p.add_argument("--checkpoint", default="", help="student weights (.pt written by training or export)")
     p.add_argument("--out", required=True, help="output .onnx path (the .json sidecar and .pt are written beside it)")
+    p.add_argument("--force", action="store_true", help="replace a model that exists at --out")
     p.add_argument("--no-memory", action="store_true", help="export a pure image model (memory passes through)")
     p.add_argument("--fp16", action="store_true", help="also write an FP16 ONNX (X_fp16.onnx) with FP32 inputs/outputs")
     p.set_defaults(func=cmd_export)
-
-    b = subparsers.add_parser("build-engine", help="build (or reuse) a cached TensorRT engine from an ONNX model",
-                              formatter_class=fmt, epilog="examples:\n  fusion-ros build-engine --onnx models/fusion_default.onnx --fp16\n"
-                              "  fusion-ros build-engine --onnx models/fusion_lite.onnx --fp16 --opt-hw 720x1280 --max-hw 1080x1920")
-    b.add_argument("--onnx", required=True, help="exported .onnx with its sidecar")
-    b.add_argument("--fp16", action="store_true", help="FP16 precision")
-    b.add_argument("--cache-dir", default="~/.cache/fusion_ros/engines", help="engine cache directory")
-    b.add_argument("--min-hw", type=_hw, default=(64, 64), help="smallest input HxW of the profile")
-    b.add_argument("--opt-hw", type=_hw, default=(480, 640), help="input HxW the engine is tuned for")
-    b.add_argument("--max-hw", type=_hw, default=(1088, 1920), help="largest input HxW of the profile")
-    b.set_defaults(func=cmd_build_engine)

@@ -9,9 +9,9 @@ import onnx
 import pytest
 import torch
 
-from fusion_ros.export import (compare_onnx_to_torch, convert_onnx_fp16, export_onnx, load_student, read_sidecar,
-                               sha256_file)
+from fusion_ros.export import compare_onnx_to_torch, convert_onnx_fp16, export_onnx
 from fusion_ros.model import create_model
+from fusion_ros.model.artifact import load_student, read_sidecar, sha256_file
 
 pytestmark = pytest.mark.onnx
 ort = pytest.importorskip("onnxruntime")
