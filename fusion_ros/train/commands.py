@@ -6,10 +6,14 @@ import argparse
 
 __all__ = ["register"]
 
-TRAIN_EPILOG = """examples:
+TRAIN_EPILOG = """Relative paths (out_dir, export_path, cache_dir, data) are taken from the working directory;
+'shared:...' paths from the shared data folder. An existing model (export_path, or a previous run in
+out_dir) is replaced only with --force.
+
+examples:
   fusion-ros train --config config/train/lite.yaml
   fusion-ros train --config config/train/lite.yaml --resume
-  fusion-ros train --config config/train/default.yaml --set steps=200 --set out_dir=runs/try
+  fusion-ros train --config config/train/default.yaml --set steps=200 --set out_dir=runs/try --set export_path=none
   torchrun --nproc_per_node=4 -m fusion_ros.cli train --config config/train/default.yaml
 """
 
@@ -31,10 +35,38 @@ def _config(args):
     return load_train_config(args.config, parse_set_args(args.set))
 
 
+def check_train_outputs(cfg, resume: bool, force: bool) -> None:
+    """Refuse a run that would replace a model without ``--force``: the export at ``export_path``, or a previous run in ``out_dir``.
+
+    ``--resume`` continues the run in ``out_dir`` (its own export is replaced at the end); ``export_path`` still needs ``--force``.
+    """
+    from fusion_ros.errors import ConfigError
+    from fusion_ros.model.artifact import existing_files
+    from fusion_ros.train.config import resolve_path
+
+    if force:
+        return
+    out_dir = resolve_path(cfg.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"out_dir: '{cfg.out_dir}' ({out_dir}) is a file; --set out_dir to a folder")
+    if cfg.export_path and cfg.export_path.lower() not in ("none", "null"):
+        found = existing_files(resolve_path(cfg.export_path))
+        if found:
+            raise ConfigError(f"export_path: '{cfg.export_path}' holds a model ({', '.join(str(p) for p in found)}) that this run "
+                              "would replace; pass --force to replace it, or --set export_path=none (or another path)")
+    previous = [out_dir / n for n in ("last.pt", f"fusion_{cfg.model}.onnx") if (out_dir / n).exists()]
+    if previous and not resume:
+        raise ConfigError(f"out_dir: '{cfg.out_dir}' holds a previous run ({', '.join(p.name for p in previous)}); "
+                          "pass --resume to continue it, --force to start over in it, or --set out_dir=<new folder>")
+
+
 def _cmd_train(args) -> int:
+    from fusion_ros.train.config import check_data_paths
     from fusion_ros.train.trainer import train
 
     cfg = _config(args)
+    check_data_paths(cfg)
+    check_train_outputs(cfg, resume=args.resume, force=args.force)
     out = train(cfg, resume=args.resume, progress=not args.no_progress)
     if out is not None:
         print(out)
@@ -80,6 +112,7 @@ def register(subparsers) -> None:
                               formatter_class=fmt, epilog=TRAIN_EPILOG)
     _add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue from <out_dir>/last.pt")
+    p.add_argument("--force", action="store_true", help="replace the model at export_path, or a previous run in out_dir")
     p.set_defaults(func=_cmd_train)
 
     t = subparsers.add_parser("teachers", help="teacher-ensemble tools (cache statistics for training)", formatter_class=fmt,

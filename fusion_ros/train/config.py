@@ -2,8 +2,8 @@
 
 A YAML file under ``config/train/`` holds a flat mapping of :class:`TrainConfig` fields; ``--set key=value``
 on the command line overrides single fields. Unknown keys raise :class:`ConfigError` with the closest match.
-Relative data paths are resolved against the repository root (the folder holding ``fusion_ros/``), so the
-shipped configs work from any working directory.
+A path with the ``shared:`` prefix lies in the shared data folder; any other relative path is resolved against
+the working directory, like a path given on the command line.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from fusion_ros.config import apply_overrides, load_yaml, to_dict
 from fusion_ros.errors import ConfigError
 
-__all__ = ["TrainConfig", "load_train_config", "REPO_ROOT", "resolve_path", "shared_root"]
+__all__ = ["TrainConfig", "check_data_paths", "load_train_config", "REPO_ROOT", "resolve_path", "shared_root"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,11 +29,10 @@ def shared_root() -> Path:
 
 
 def resolve_path(p: str) -> Path:
-    """Resolve a config path: ``shared:`` prefix -> the shared data folder, relative -> the repo root."""
+    """Resolve a config path: ``shared:`` prefix -> the shared data folder, relative -> the working directory."""
     if p.startswith("shared:"):
         return shared_root() / p[len("shared:"):].lstrip("/")
-    path = Path(p).expanduser()
-    return path if path.is_absolute() else REPO_ROOT / path
+    return Path(p).expanduser().absolute()
 
 
 @dataclass(frozen=True)
@@ -174,6 +173,44 @@ class TrainConfig:
         """Normalised weights of the teachers that count (weight > 0)."""
         total = float(sum(self.teacher_weights))
         return {t: w / total for t, w in zip(self.teachers, self.teacher_weights) if w > 0}
+
+
+def _path_problems(key: str, value: str, want: str, example: str) -> list[str]:
+    path = resolve_path(value)
+    ok = path.is_file() if want == "file" else path.is_dir()
+    if ok:
+        return []
+    shown = f"'{value}'" if str(path) == value else f"'{value}' ({path})"
+    what = "does not exist" if not path.exists() else f"is not a {want}"
+    return [f"{key}: {shown} {what}; {example}"]
+
+
+def check_data_paths(cfg: TrainConfig) -> None:
+    """Check every path the run will read (pairs, teachers, video, init_checkpoint) before any training starts.
+
+    Raises:
+        ConfigError: one line naming each config key whose path is missing, and how to set it.
+    """
+    problems: list[str] = []
+    if cfg.steps > 0:
+        for root in cfg.pairs:
+            problems += _path_problems("pairs", root, "folder", "list folders holding ir/ + vi/, e.g. --set pairs=[shared:data/pairs/train]")
+        teachers = _path_problems("teachers_root", cfg.teachers_root, "folder",
+                                  "set it to <root>/<method>/<split>/ outputs, e.g. --set teachers_root=shared:data/teachers")
+        problems += teachers
+        if not teachers:
+            for method in cfg.teacher_weight_map():
+                problems += _path_problems("teachers", f"{cfg.teachers_root.rstrip('/')}/{method}/{cfg.teacher_split}", "folder",
+                                           f"no outputs of teacher '{method}' for teacher_split '{cfg.teacher_split}'; "
+                                           "list teachers that teachers_root holds")
+    if cfg.video_steps > 0:
+        for root in cfg.video:
+            problems += _path_problems("video", root, "folder", "list clip folders (<clip>/{ir,vi}), "
+                                       "e.g. --set video=[shared:data/video/train], or --set video_steps=0")
+    if cfg.init_checkpoint:
+        problems += _path_problems("init_checkpoint", cfg.init_checkpoint, "file", "pass a .pt written by training or export, or ''")
+    if problems:
+        raise ConfigError(" | ".join(problems))
 
 
 def load_train_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
