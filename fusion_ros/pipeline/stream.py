@@ -9,11 +9,11 @@ the demo and the benchmarks. It owns:
   without waiting for a partner; the first thermal frame after that resumes fusion with a fresh streaming memory.
   A receiver that falls behind therefore never passes through a frame whose thermal partner has arrived;
 - **stamp jumps**: a stamp that moves backwards, or an RGB stamp that moves forwards, by more than ``stamp_jump_s``
-  (a looped bag, a clock reset, a paused recording) releases what is pending, forgets the buffered frames of
-  the old time line, resets the memory and counts the jump; the next pair is fused again;
+  (a looped bag, a clock reset, a paused recording) lets go of that stream's frames of the old time line, resets
+  the memory and counts the jump; the next pair is fused again;
 - **newest frame wins**: :class:`LatestFrameWorker` fuses off the caller's thread and, when the network is
-  slower than the camera, drops the waiting frames for the newer ones and counts the drops (no queue, so the
-  latency stays bounded by a couple of inferences);
+  slower than the camera, drops the frames that waited too long for newer ones and counts the drops (no queue:
+  an answered frame is at most ``sync_max_wait_s`` plus about two frame times old);
 - **counters**: everything /diagnostics shows (:class:`StreamStats`).
 
 Inputs are decoded arrays with their stamps; ``item`` is carried through untouched (the node passes the ROS
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class Job:
     thermal: np.ndarray | None = None
     thermal_stamp: float | None = None
     reset_memory: bool = False       # start a new memory first (thermal resumed, stamp jump)
+    arrival: float = 0.0             # when the RGB frame came in (the stream's clock), for the worker's age rule
 
     @property
     def offset(self) -> float | None:
@@ -167,7 +169,9 @@ class FusionStream:
         self.stats.thermal_in += 1
         out = []
         if self._last_thermal is not None and self._last_thermal - stamp > self.cfg.stamp_jump_s:
-            out += self._jump(stamp, f"thermal stamp jumped back {self._last_thermal - stamp:.3f} s")
+            self._jump(f"thermal stamp jumped back {self._last_thermal - stamp:.3f} s")
+            self.sync.clear_thermal()
+            self._last_thermal = None
         self._thermal_size = self._count_resize(self._thermal_size, thermal.shape, "thermal_resolution_changes")
         if self._last_thermal is not None and stamp <= self._last_thermal:
             self.stats.thermal_out_of_order += 1
@@ -185,8 +189,10 @@ class FusionStream:
         self.stats.rgb_in += 1
         out = []
         last = self._last_rgb
-        if last is not None and (last - stamp > self.cfg.stamp_jump_s or stamp - last > self.cfg.stamp_jump_s):
-            out += self._jump(stamp, f"RGB stamp jumped {stamp - last:+.3f} s")
+        if last is not None and abs(stamp - last) > self.cfg.stamp_jump_s:
+            self._jump(f"RGB stamp jumped {stamp - last:+.3f} s")
+            out += self._jobs(self.sync.flush())        # frames of the old time line, with their old partners
+            self._first_rgb = stamp
         self._rgb_size = self._count_resize(self._rgb_size, rgb.shape, "rgb_resolution_changes")
         self._last_rgb = stamp
         if self._first_rgb is None:
@@ -197,8 +203,8 @@ class FusionStream:
                             self.cfg.thermal_timeout_s)
                 self.mode = "passthrough"
             out += self._jobs(self.sync.flush())
-            return out + [Job(stamp, rgb, item)]
-        return out + self._jobs(self.sync.add_rgb(stamp, (rgb, item), now))
+            return out + [Job(stamp, rgb, item, arrival=now)]
+        return out + self._jobs(self.sync.add_rgb(stamp, (rgb, item, now), now))
 
     def poll(self, now: float | None = None) -> list[Job]:
         """Release RGB frames whose wait for a closer thermal frame has expired (call it periodically)."""
@@ -229,16 +235,15 @@ class FusionStream:
         ref = self._last_thermal if self._last_thermal is not None else self._first_rgb
         return rgb_stamp - ref > self.cfg.thermal_timeout_s
 
-    def _jump(self, stamp: float, why: str) -> list[Job]:
-        """Start a new time line at ``stamp``: release what is pending, forget the old frames, reset the memory."""
+    def _jump(self, why: str) -> None:
+        """One stream started a new time line: its old frames are let go (by the caller), the memory restarts.
+
+        Each stream handles its own jump: old frames of the other stream never pair with new ones (their stamps
+        are farther apart than the slop) and are let go when that stream jumps too.
+        """
         self.stats.stamp_jumps += 1
         log.warning("%s: pairing restarted, streaming memory reset", why)
-        released = self._jobs(self.sync.flush())
-        self.sync.discard_far(stamp, self.cfg.stamp_jump_s)
-        self._last_rgb, self._last_thermal = None, self.sync.newest_thermal_stamp
-        self._first_rgb = stamp
         self._reset_next = True
-        return released
 
     def _count_resize(self, last: tuple[int, ...] | None, shape: tuple[int, ...], counter: str) -> tuple[int, ...]:
         if last is not None and last != shape:
@@ -248,8 +253,8 @@ class FusionStream:
     def _jobs(self, pairs: list[Pair]) -> list[Job]:
         jobs = []
         for p in pairs:
-            rgb, item = p.rgb
-            job = Job(p.rgb_stamp, rgb, item, p.thermal, p.thermal_stamp)
+            rgb, item, arrival = p.rgb
+            job = Job(p.rgb_stamp, rgb, item, p.thermal, p.thermal_stamp, arrival=arrival)
             if job.thermal is not None and self._reset_next:
                 job.reset_memory, self._reset_next = True, False
             jobs.append(job)
@@ -257,51 +262,71 @@ class FusionStream:
 
 
 class LatestFrameWorker:
-    """Processes a stream's jobs in order on a thread of its own, newest first when it falls behind.
+    """Processes a stream's jobs in order on a thread of its own; when it falls behind, the newest frames win.
 
-    Jobs decided together (an RGB frame that waited for the next thermal frame is released with the ones after
-    it) wait together, at most ``batch`` of them; when a new decision comes while jobs still wait, the worker is
-    behind and the waiting jobs are dropped (counted in ``stream.stats.dropped``). So nothing queues up: a frame
-    waits at most for the one in progress and ``batch - 1`` frames decided with it.
+    Decided jobs wait in arrival order. When the worker takes the next one, every waiting job that could no longer
+    be published within ``sync_max_wait_s`` plus half a frame time of its arrival is dropped (counted in
+    ``stream.stats.dropped``), as long as a newer one waits. Frames decided together (an RGB frame that waited for
+    the next thermal frame is released with the ones after it) are all fused when there is time, and nothing
+    queues up when there is not: an answered frame is at most ``sync_max_wait_s`` + about two frame times old.
 
     Args:
         stream: the stream whose ``process`` runs here.
-        publish: called with every :class:`Output`, on the worker thread.
+        publish: called with every :class:`Output`, in order, on a publishing thread of its own, so that encoding
+            and sending one frame overlap the next frame's inference.
         on_failure: called with (kind, exception, job) when processing or publishing a job raises; the job is
             skipped and counted in ``stream.stats.failures[kind]``; the worker keeps running.
-        batch: most jobs of one decision that wait (the older ones beyond it are dropped).
+        clock: monotonic clock, s (the one the stream stamps arrivals with).
     """
 
+    MAX_WAITING = 8         # a hard cap on top of the age rule
+
     def __init__(self, stream: FusionStream, publish: Callable[[Output], None],
-                 on_failure: Callable[[str, Exception, Job], None] | None = None, batch: int = 2) -> None:
+                 on_failure: Callable[[str, Exception, Job], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream
         self.publish = publish
         self.on_failure = on_failure
-        self.batch = batch
+        self.clock = clock
+        self.frame_time_s = 0.0          # running estimate of one frame's processing time
         self._cv = threading.Condition()
         self._waiting: collections.deque[Job] = collections.deque()
         self._stop = False
         self.busy = False
+        self._outbox: queue.Queue[Output | None] = queue.Queue(maxsize=1)
+        self._publishing = False
         self._thread = threading.Thread(target=self._loop, name="fusion-worker", daemon=True)
+        self._publisher = threading.Thread(target=self._publish_loop, name="fusion-publisher", daemon=True)
         self._thread.start()
+        self._publisher.start()
 
     def submit(self, jobs: list[Job]) -> None:
-        """Hand over the jobs of one decision; jobs still waiting from an earlier one are dropped."""
+        """Hand over decided jobs (in order)."""
         if not jobs:
             return
         with self._cv:
-            stale = list(self._waiting) + jobs[:-self.batch]
-            self._waiting = collections.deque(jobs[-self.batch:])
-            if stale:
-                self.stream.stats.dropped += len(stale)
-                # A memory reset must survive the drop of the frame that carried it.
-                self._waiting[0].reset_memory |= any(j.reset_memory for j in stale)
+            self._waiting.extend(jobs)
+            while len(self._waiting) > self.MAX_WAITING:
+                self._drop_oldest()
             self._cv.notify()
+
+    def _drop_oldest(self) -> None:
+        job = self._waiting.popleft()
+        self.stream.stats.dropped += 1
+        # A memory reset must survive the drop of the frame that carried it.
+        self._waiting[0].reset_memory |= job.reset_memory
+
+    def _next_job(self) -> Job:
+        budget = self.stream.sync.cfg.sync_max_wait_s + 0.5 * self.frame_time_s
+        now = self.clock()
+        while len(self._waiting) > 1 and now - self._waiting[0].arrival > budget:
+            self._drop_oldest()
+        return self._waiting.popleft()
 
     def idle(self) -> bool:
         """True when no job waits and none is being processed."""
         with self._cv:
-            return not self._waiting and not self.busy
+            return not self._waiting and not self.busy and self._outbox.empty() and not self._publishing
 
     def stop(self, timeout: float = 5.0) -> None:
         """Finish the job in progress (waiting ones are dropped) and end the thread."""
@@ -310,6 +335,8 @@ class LatestFrameWorker:
             self._waiting.clear()
             self._cv.notify()
         self._thread.join(timeout)
+        self._outbox.put(None)
+        self._publisher.join(timeout)
 
     def _loop(self) -> None:
         while True:
@@ -318,24 +345,42 @@ class LatestFrameWorker:
                     self._cv.wait()
                 if self._stop:
                     return
-                job = self._waiting.popleft()
+                job = self._next_job()
                 self.busy = True
+            t0 = self.clock()
             try:
                 self._run(job)
             finally:
+                dt = self.clock() - t0
+                self.frame_time_s = dt if not self.frame_time_s else 0.8 * self.frame_time_s + 0.2 * dt
                 with self._cv:
                     self.busy = False
 
     def _run(self, job: Job) -> None:
-        stage = "fuse"
         try:
             out = self.stream.process(job)
-            stage = "publish"
-            self.publish(out)
-        except Exception as exc:        # a frame may fail in many ways (shape, encoder, engine); the stream must not
-            kind = getattr(exc, "kind", None) or f"{stage}_{type(exc).__name__}"
-            self.stream.stats.failures[kind] += 1
-            if self.on_failure is not None:
-                self.on_failure(kind, exc, job)
-            else:
-                log.warning("frame %.3f skipped (%s): %s", job.stamp, kind, exc)
+        except Exception as exc:        # a frame may fail in many ways (shape, engine); the stream must not
+            self._failed("fuse", exc, job)
+            return
+        self._outbox.put(out)           # waits only while the previous frame is still being sent
+
+    def _publish_loop(self) -> None:
+        while True:
+            out = self._outbox.get()
+            if out is None:
+                return
+            self._publishing = True
+            try:
+                self.publish(out)
+            except Exception as exc:    # an encoder or transport failure loses this frame only
+                self._failed("publish", exc, out.job)
+            finally:
+                self._publishing = False
+
+    def _failed(self, stage: str, exc: Exception, job: Job) -> None:
+        kind = f"{stage}_{getattr(exc, 'kind', None) or type(exc).__name__}"
+        self.stream.stats.failures[kind] += 1
+        if self.on_failure is not None:
+            self.on_failure(kind, exc, job)
+        else:
+            log.warning("frame %.3f skipped (%s): %s", job.stamp, kind, exc)

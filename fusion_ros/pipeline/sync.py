@@ -166,20 +166,13 @@ class ApproxTimeSync:
         self._rgb.clear()
         self._period = None
 
-    def discard_far(self, stamp: float, horizon: float) -> None:
-        """Drop buffered frames whose stamps are more than ``horizon`` s from ``stamp`` (another time line)."""
-        self._thermal = deque(((s, i) for s, i in self._thermal if abs(s - stamp) <= horizon),
-                              maxlen=self.cfg.queue_size)
-        self._rgb = deque(p for p in self._rgb if abs(p.stamp - stamp) <= horizon)
+    def clear_thermal(self) -> None:
+        """Drop the buffered thermal frames (the thermal camera started a new time line)."""
+        self._thermal.clear()
         self._period = None
 
     def reset_stats(self) -> None:
         self.stats = SyncStats()
-
-    @property
-    def newest_thermal_stamp(self) -> float | None:
-        """Stamp of the newest buffered thermal frame, or None."""
-        return self._thermal[-1][0] if self._thermal else None
 
     @property
     def pending(self) -> int:

@@ -1,0 +1,1 @@
+"""Tools around the product that are not its data path: benchmarks over separate processes."""
