@@ -1,22 +1,23 @@
 """Offline fusion of recorded rosbag2 files (sqlite3 or mcap) through the node's pipeline, without a ROS graph.
 
-``fuse_bag`` reads the RGB and thermal topics in log-time order, pairs them with the same
-:class:`~fusion_ros.pipeline.sync.ApproxTimeSync` settings as the node (using the recording time as arrival),
-fuses with :class:`~fusion_ros.pipeline.Fuser`, and writes the fused image and camera_info with the RGB
-headers to a new bag. RGB frames without a thermal partner within the slop are written unchanged
-(passthrough), as the node does.
+``fuse_bag`` reads the RGB and thermal topics in log-time order and drives the node's
+:class:`~fusion_ros.pipeline.stream.FusionStream` with the node's parameters (the recording time stands in for the
+arrival time), and writes the fused image and camera_info with the RGB headers to a new bag. RGB frames without
+a thermal partner are written unchanged (passthrough), as the node does; a looped or clock-reset recording
+restarts the pairing as in the node.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fusion_ros.config import apply_overrides
-from fusion_ros.errors import ConfigError, EncodingError
+from fusion_ros.errors import ConfigError
 from fusion_ros.pipeline import image_codec as ic
 
 __all__ = ["fuse_bag", "read_bag_frames"]
@@ -93,7 +94,11 @@ def read_bag_frames(path: str | Path, rgb_topic: str, thermal_topic: str, max_fr
 def fuse_bag(input_path: str | Path, output_path: str | Path, rgb_topic: str, thermal_topic: str,
              info_topic: str = "", out_topic: str = "/fused/image_raw", overrides: dict[str, Any] | None = None,
              storage: str = "mcap") -> dict:
-    """Fuse a recorded bag into a new bag.
+    """Fuse a recorded bag into a new bag, through the node's :class:`~fusion_ros.pipeline.stream.FusionStream`.
+
+    Every RGB frame is written (fused, or unchanged when it has no thermal partner), none is dropped: the
+    recording time stands in for the arrival time. The bag is written to a hidden folder beside the output and
+    renamed at the end, so an error or Ctrl-C leaves no half-written bag and a rerun works.
 
     Args:
         input_path: rosbag2 folder / file (sqlite3 or mcap).
@@ -101,40 +106,52 @@ def fuse_bag(input_path: str | Path, output_path: str | Path, rgb_topic: str, th
         rgb_topic, thermal_topic: input image topics.
         info_topic: RGB camera_info topic; "" = ``<rgb namespace>/camera_info`` when the bag has it.
         out_topic: fused image topic; the camera_info goes to ``<out namespace>/camera_info``.
-        overrides: node parameter overrides (same names as the node's, e.g. ``inference_size``, ``backend``).
+        overrides: node parameters by the node's names (e.g. ``inference_size``, ``backend``, ``engine_cache_dir``).
         storage: ``mcap`` or ``sqlite3`` for the output.
 
     Returns:
-        counts: rgb, thermal, fused, passthrough, malformed, written.
+        counts: rgb, thermal, fused, passthrough, malformed (by kind), failed, stamp_jumps, written, output.
     """
+    from fusion_ros.engine import create_backend
+    from fusion_ros.pipeline import Fuser, FusionStream
+    from fusion_ros.ros.params import settings_from_values
+
+    settings = settings_from_values(dict(overrides or {}))
+    src, out = Path(input_path), Path(output_path)
+    if not src.exists():
+        raise ConfigError(f"input bag '{src}' does not exist; pass a rosbag2 folder, .mcap or .db3 file")
+    if out.exists():
+        raise ConfigError(f"output '{out}' exists; choose a new folder (bag fuse never overwrites)")
+    if storage not in ("mcap", "sqlite3"):
+        raise ConfigError(f"storage '{storage}' unknown; use mcap or sqlite3")
+    stream = FusionStream(Fuser(create_backend(settings.engine), settings.fuser), settings.stream, settings.sync)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.parent / f".{out.name}.partial-{os.getpid()}"
+    from rosbags.rosbag2 import ReaderError
+
+    try:
+        counts = _fuse_into(src, partial, stream, rgb_topic, thermal_topic, info_topic, out_topic, storage)
+        os.replace(partial, out)
+    except ReaderError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ConfigError(f"cannot read the bag '{src}': {exc}") from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    counts["output"] = str(out)
+    return counts
+
+
+def _fuse_into(src: Path, dst: Path, stream, rgb_topic: str, thermal_topic: str, info_topic: str, out_topic: str,
+               storage: str) -> dict:
     from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
-    from fusion_ros.engine import EngineConfig, create_backend
-    from fusion_ros.pipeline import Fuser, FuserConfig
-    from fusion_ros.pipeline.sync import ApproxTimeSync, SyncConfig
-
-    overrides = dict(overrides or {})
-    eng_keys = {"model_path": "model_path", "backend": "backend", "precision": "precision",
-                "engine_cache_dir": "cache_dir", "device": "device", "threads": "threads"}
-    eng = apply_overrides(EngineConfig(), {eng_keys[k]: overrides.pop(k) for k in list(overrides) if k in eng_keys})
-    fuser_names = set(FuserConfig.__dataclass_fields__)
-    sync_names = set(SyncConfig.__dataclass_fields__)
-    fcfg = apply_overrides(FuserConfig(), {k: v for k, v in overrides.items() if k in fuser_names})
-    scfg = apply_overrides(SyncConfig(), {k: v for k, v in overrides.items() if k in sync_names})
-    unknown = set(overrides) - fuser_names - sync_names
-    if unknown:
-        raise ConfigError(f"unknown bag fuse parameter(s): {', '.join(sorted(unknown))}")
-    out = Path(output_path)
-    if out.exists():
-        raise ConfigError(f"output '{out}' exists; choose a new folder")
     store = _typestore()
-    fuser = Fuser(create_backend(eng), fcfg)
-    sync = ApproxTimeSync(scfg)
-    counts = {"rgb": 0, "thermal": 0, "fused": 0, "passthrough": 0, "malformed": 0, "written": 0}
+    counts: dict[str, Any] = {"rgb": 0, "thermal": 0, "fused": 0, "passthrough": 0, "malformed": {}, "failed": {},
+                              "written": 0}
     out_ns = out_topic.rsplit("/", 1)[0]
     info_latest = None
-
-    with Reader(input_path) as reader:
+    with Reader(src) as reader:
         have = {c.topic for c in reader.connections}
         _check_topics(reader, {rgb_topic: IMAGE, thermal_topic: IMAGE})
         if not info_topic:
@@ -143,28 +160,27 @@ def fuse_bag(input_path: str | Path, output_path: str | Path, rgb_topic: str, th
         topics = [rgb_topic, thermal_topic] + ([info_topic] if info_topic else [])
         conns = [c for c in reader.connections if c.topic in topics]
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-        with Writer(out, version=9, storage_plugin=plugin) as writer:
+        with Writer(dst, version=9, storage_plugin=plugin) as writer:
             w_img = writer.add_connection(out_topic, IMAGE, typestore=store)
             w_info = writer.add_connection(f"{out_ns}/camera_info", INFO, typestore=store)
 
-            def emit(pair) -> None:
-                msg, rgb, t_ns = pair.rgb
-                if pair.thermal is None:
-                    out_msg = msg
-                    counts["passthrough"] += 1
-                else:
-                    fused = fuser.step(pair.thermal, rgb, pair.rgb_stamp)
-                    enc = ic.encode(ic.from_rgb(fused, msg.encoding), msg.encoding)
-                    out_msg = store.types[IMAGE](header=msg.header, height=enc.height, width=enc.width,
-                                                 encoding=enc.encoding, is_bigendian=int(enc.is_bigendian),
-                                                 step=enc.step, data=np.frombuffer(enc.data, np.uint8))
-                    counts["fused"] += 1
-                writer.write(w_img, t_ns, store.serialize_cdr(out_msg, IMAGE))
-                counts["written"] += 1
-                if info_latest is not None:
-                    info = info_latest
-                    info.header = msg.header
-                    writer.write(w_info, t_ns, store.serialize_cdr(info, INFO))
+            def emit(jobs) -> None:
+                for job in jobs:
+                    msg, t_ns = job.item
+                    try:
+                        out = stream.process(job)
+                        out_msg = msg if out.fused is None else _fused_msg(store, msg, out.fused)
+                    except Exception as exc:     # one bad frame loses that frame only
+                        kind = getattr(exc, "kind", None) or type(exc).__name__
+                        counts["failed"][kind] = counts["failed"].get(kind, 0) + 1
+                        log.warning("frame at %d ns skipped (%s): %s", t_ns, kind, exc)
+                        continue
+                    counts["fused" if out.fused is not None else "passthrough"] += 1
+                    writer.write(w_img, t_ns, store.serialize_cdr(out_msg, IMAGE))
+                    counts["written"] += 1
+                    if info_latest is not None:
+                        info_latest.header = msg.header
+                        writer.write(w_info, t_ns, store.serialize_cdr(info_latest, INFO))
 
             for conn, t_ns, raw in reader.messages(connections=conns):
                 msg = store.deserialize_cdr(raw, conn.msgtype)
@@ -175,18 +191,23 @@ def fuse_bag(input_path: str | Path, output_path: str | Path, rgb_topic: str, th
                 counts["thermal" if is_th else "rgb"] += 1
                 try:
                     arr = _decode(msg, is_th)
-                except EncodingError as exc:
-                    counts["malformed"] += 1
-                    log.warning("skipping malformed message on %s: %s", conn.topic, exc)
+                except Exception as exc:
+                    kind = f"{'thermal' if is_th else 'rgb'}_{getattr(exc, 'kind', type(exc).__name__)}"
+                    counts["malformed"][kind] = counts["malformed"].get(kind, 0) + 1
+                    log.warning("skipping malformed message on %s (%s): %s", conn.topic, kind, exc)
                     continue
+                now = t_ns * 1e-9
                 if is_th:
-                    pairs = sync.add_thermal(_stamp(msg), arr, t_ns * 1e-9)
+                    emit(stream.add_thermal(_stamp(msg), arr, now=now))
                 else:
-                    pairs = sync.add_rgb(_stamp(msg), (msg, arr, t_ns), t_ns * 1e-9)
-                for p in pairs:
-                    emit(p)
-            for p in sync.flush():
-                emit(p)
-    counts["pairing_drops"] = sync.stats.unpaired_rgb
-    counts["output"] = str(out)
+                    emit(stream.add_rgb(_stamp(msg), arr, item=(msg, t_ns), now=now))
+            emit(stream.flush())
+    counts["pairing_drops"] = stream.sync.stats.unpaired_rgb
+    counts["stamp_jumps"] = stream.stats.stamp_jumps
     return counts
+
+
+def _fused_msg(store, msg, fused: np.ndarray):
+    enc = ic.encode(ic.from_rgb(fused, msg.encoding), msg.encoding)
+    return store.types[IMAGE](header=msg.header, height=enc.height, width=enc.width, encoding=enc.encoding,
+                              is_bigendian=int(enc.is_bigendian), step=enc.step, data=np.frombuffer(enc.data, np.uint8))

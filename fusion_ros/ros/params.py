@@ -236,3 +236,18 @@ def unknown_parameter_names(names) -> list[tuple[str, str | None]]:
     unknown = [n for n in names if n not in declared and n not in _IMPLICIT_NAMES
                and not n.startswith(_IMPLICIT_PREFIXES)]
     return [(n, next(iter(difflib.get_close_matches(n, declared, n=1, cutoff=0.6)), None)) for n in sorted(unknown)]
+
+
+def settings_from_values(overrides: dict[str, Any]) -> NodeSettings:
+    """Settings from the node's defaults and ``overrides`` ({parameter name: value}), validated as the node does.
+
+    Raises:
+        ConfigError: an unknown name (with the closest parameter name) or an invalid value.
+    """
+    unknown = unknown_parameter_names(overrides)
+    if unknown:
+        raise ConfigError("unknown parameter(s): " + ", ".join(
+            f"'{n}'" + (f" (did you mean '{c}'?)" if c else "") for n, c in unknown))
+    values = {s.name: s.default for s in parameter_specs()}
+    values.update({k: v for k, v in overrides.items() if k in values})
+    return _build(values)

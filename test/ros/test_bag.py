@@ -81,3 +81,68 @@ def test_bag_fuse_unknown_topic(tmp_path):
     _write_bag(tmp_path / "in", "mcap")
     with pytest.raises(ConfigError, match="'/nope' not in the bag"):
         fuse_bag(tmp_path / "in", tmp_path / "out", rgb_topic="/nope", thermal_topic="/thermal/image_raw")
+
+
+def _tree_hashes(root):
+    import hashlib
+
+    return {p.relative_to(root): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_bag_fuse_keeps_fusing_a_looped_recording(tmp_path):
+    """A bag replayed twice in a row (stamps jump back): every frame of both passes is fused."""
+    from rosbags.rosbag2 import Reader, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    _write_bag(tmp_path / "one", "mcap")
+    with Reader(tmp_path / "one") as r, Writer(tmp_path / "loop", version=9) as w:
+        conns = {c.topic: w.add_connection(c.topic, c.msgtype, typestore=store) for c in r.connections}
+        msgs = list(r.messages())
+        span = msgs[-1][1] - msgs[0][1] + 100_000_000
+        for rep in range(2):
+            for conn, t, raw in msgs:
+                w.write(conns[conn.topic], t + rep * span, raw)     # the header stamps repeat: a looped replay
+    # The recording is 0.4 s long: a jump threshold below that sees the loop as the jump it is.
+    counts = fuse_bag(tmp_path / "loop", tmp_path / "out", rgb_topic="/camera/image_raw",
+                      thermal_topic="/thermal/image_raw", overrides={"threads": 1, "stamp_jump_s": 0.2})
+    assert counts["rgb"] == 24 and counts["fused"] == 24 and counts["stamp_jumps"] >= 1, counts
+
+
+def test_bag_fuse_interrupted_leaves_nothing_and_reruns(tmp_path, monkeypatch):
+    import fusion_ros.ros.bag as bag
+
+    _write_bag(tmp_path / "in", "mcap")
+    before = _tree_hashes(tmp_path / "in")
+    calls = {"n": 0}
+    real = bag._fused_msg
+
+    def interrupt_at_the_fifth(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(bag, "_fused_msg", interrupt_at_the_fifth)
+    kw = dict(rgb_topic="/camera/image_raw", thermal_topic="/thermal/image_raw", overrides={"threads": 1})
+    with pytest.raises(KeyboardInterrupt):
+        fuse_bag(tmp_path / "in", tmp_path / "out", **kw)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]          # no half bag, no partial folder
+    assert _tree_hashes(tmp_path / "in") == before
+    monkeypatch.setattr(bag, "_fused_msg", real)
+    assert fuse_bag(tmp_path / "in", tmp_path / "out", **kw)["written"] == 12
+
+
+def test_bag_fuse_ordinary_mistakes_are_one_clear_error(tmp_path):
+    from fusion_ros.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        fuse_bag(tmp_path / "missing", tmp_path / "out", rgb_topic="/a", thermal_topic="/b")
+    _write_bag(tmp_path / "in", "mcap")
+    with pytest.raises(ConfigError, match="approximate_sync_slop_s"):
+        fuse_bag(tmp_path / "in", tmp_path / "out", rgb_topic="/a", thermal_topic="/b",
+                 overrides={"approximate_sync_slop": 0.1})
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ConfigError, match="exists"):
+        fuse_bag(tmp_path / "in", tmp_path / "taken", rgb_topic="/camera/image_raw", thermal_topic="/thermal/image_raw")

@@ -160,3 +160,23 @@ def test_live_parameter_update_validated(ros_context):
     ro = node.set_parameters([Parameter("backend", value="torch")])[0]
     assert not ro.successful
     node.destroy_node()
+
+
+def test_unknown_parameter_is_named_with_the_closest_one(ros_context, capfd):
+    node = _node(ros_context, approximate_sync_slop=0.05)
+    err = capfd.readouterr().err
+    assert "unknown parameter 'approximate_sync_slop'" in err and "approximate_sync_slop_s" in err
+    node.destroy_node()
+
+
+def test_output_encoding_that_cannot_encode_a_frame_skips_it_and_counts(ros_context, spin):
+    frames = load_frames(frames=8, rgb_size=(161, 120), thermal_size=(80, 64))
+    node = _node(ros_context, output_encoding="yuv422")
+    assert node.trigger_configure().name == "SUCCESS" and node.trigger_activate().name == "SUCCESS"
+    player = PlayerNode(frames, rgb_encoding="rgb8", context=ros_context)
+    spin(node)
+    assert player.wait_for_subscribers(10.0)
+    player.play(rgb_hz=20.0, thermal_hz=10.0, n_rgb=10)
+    assert _wait(lambda: node.stream.stats.failures["publish_odd_width"] >= 3, 5.0), node.stream.stats
+    assert node.diagnostics_values()["failed_publish_odd_width"] == str(node.stream.stats.failures["publish_odd_width"])
+    node.destroy_node()
