@@ -93,8 +93,24 @@ def _parse_hw(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _stream_bench(args: argparse.Namespace) -> dict:
+    from fusion_ros.tools.stream_bench import run_stream_bench
+
+    params = {"threads": args.threads} if args.threads else {}
+    if args.soak:
+        run = run_stream_bench(rgb_hz=60.0, thermal_hz=30.0, duration_s=60.0 * args.minutes, node_params=params)
+    else:
+        run = run_stream_bench(rgb_hz=args.rate, thermal_hz=args.thermal_rate, duration_s=args.seconds,
+                               node_params=params)
+    return {"machine": {**machine_info(), "load_average_1_5_15": list(os.getloadavg())},
+            "soak" if args.soak else "keep_up": run}
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.transport:
+    if args.keep_up or args.soak:
+        result = _stream_bench(args)
+        args.json = True
+    elif args.transport:
         from fusion_ros.ros.transport_bench import DEFAULT_PROFILE, run_transport_bench
 
         profile = args.profile or DEFAULT_PROFILE
@@ -138,7 +154,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="median latency/FPS/peak memory per backend, model and size (or --node overhead)",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                               epilog="examples:\n  fusion-ros bench --json\n  fusion-ros bench --models lite --backends onnxruntime --sizes 480x640\n"
-                              "  fusion-ros bench --node --json\n  fusion-ros bench --transport --frames 150 --through-node")
+                              "  fusion-ros bench --node --json\n  fusion-ros bench --transport --frames 150 --through-node\n"
+                              "  fusion-ros bench --keep-up --threads 1\n  fusion-ros bench --soak --minutes 10 --threads 1")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", default="", help="also write the JSON to this file")
     p.add_argument("--models", nargs="+", default=["lite", "default"], help="shipped variant names or .onnx paths")
@@ -155,7 +172,15 @@ def register(subparsers) -> None:
     p.add_argument("--through-node", action="store_true",
                    help="with --transport: also player -> fusion node process -> recorder")
     p.add_argument("--profile", default="", help="Fast DDS profile for --transport (default: config/fastdds_shm.xml)")
-    p.add_argument("--rate", type=float, default=30.0, help="publishing rate for --transport, Hz")
+    p.add_argument("--keep-up", action="store_true",
+                   help="camera -> fusion node -> recorder, each its own process (640x480 RGB at --rate, thermal at "
+                        "--thermal-rate, for --seconds): output rate, drops and latency against the network's speed")
+    p.add_argument("--soak", action="store_true",
+                   help="like --keep-up with RGB at 60 Hz and thermal at 30 Hz for --minutes: latency over time, RSS growth")
+    p.add_argument("--minutes", type=float, default=10.0, help="duration of --soak")
+    p.add_argument("--seconds", type=float, default=30.0, help="duration of --keep-up")
+    p.add_argument("--thermal-rate", type=float, default=9.0, help="thermal rate for --keep-up, Hz")
+    p.add_argument("--rate", type=float, default=30.0, help="publishing rate for --transport and --keep-up, Hz")
     p.add_argument("--frames", type=int, default=200, help="frames for --node and --transport")
     p.add_argument("--node-model", default="", help="model for --node (default: shipped lite)")
     p.set_defaults(func=cmd_bench)

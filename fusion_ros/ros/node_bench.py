@@ -1,9 +1,9 @@
 """Node overhead benchmark: what the node costs per frame on top of the network, over real rclpy.
 
-The real :class:`~fusion_ros.ros.node.FusionNode` (real engine backend, real publishers with a matched
-subscriber) is driven by calling its subscription callbacks with real ``sensor_msgs/Image`` messages, so the
-DDS receive path is left out and everything the node does per frame is in: decode, pairing, thermal AGC,
-registration, float conversion/resizes, encode, publish of the image and camera_info. The network's own
+The node's own per-frame path is driven with real ``sensor_msgs/Image`` messages: decode
+(:mod:`fusion_ros.ros.messages`), pairing and fusing (:class:`~fusion_ros.pipeline.stream.FusionStream`, built
+from the node's parameters, with a real engine backend), encode with the RGB header, and publish of the image and
+camera_info on real publishers with a matched subscriber. The DDS receive path is left out. The network's own
 time (``backend.infer``) is measured separately and subtracted.
 
 Used by ``fusion-ros bench --node --json``.
@@ -38,37 +38,40 @@ def run_node_bench(width: int = 640, height: int = 480, frames: int = 100, warmu
         inference_size: (width, height) the network runs at; (0, 0) = RGB size.
 
     Returns:
-        dict with ``overhead_ms_median`` / ``overhead_ms_p95`` (callback wall time minus inference),
-        per-stage medians (``stages_ms``: decode, agc, register, prepare, finish, encode, publish),
+        dict with ``overhead_ms_median`` / ``overhead_ms_p95`` (per-frame wall time minus inference),
+        per-stage medians (``stages_ms``: decode and pair, agc, register, prepare, finish, encode, publish),
         ``inference_ms_median``, ``stamp_to_publish_ms_median`` / ``_p95`` (header stamp to the end of
         publish, network included, transport excluded), the backend description and the settings.
     """
     import rclpy
     from rclpy.context import Context
-    from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CameraInfo, Image
 
+    from fusion_ros.engine import create_backend
+    from fusion_ros.pipeline import Fuser, FusionStream
     from fusion_ros.pipeline import image_codec as ic
     from fusion_ros.pipeline.scene import NightScene, SceneConfig
-    from fusion_ros.ros.node import FusionNode
+    from fusion_ros.ros import messages as M
+    from fusion_ros.ros.node import PUBLISHER_QOS
+    from fusion_ros.ros.params import settings_from_values
     from fusion_ros.ros.player import camera_info_msg, image_msg
 
+    settings = settings_from_values({"backend": backend, "model_path": model_path, "precision": precision,
+                                     "threads": threads, "inference_size": list(inference_size),
+                                     "thermal_timeout_s": 60.0})
+    stream = FusionStream(Fuser(create_backend(settings.engine), settings.fuser), settings.stream, settings.sync)
     ctx = Context()
     # A private random domain: the benchmark's topics never reach a running system.
     rclpy.init(context=ctx, domain_id=random.randint(1, 200))
     try:
-        overrides = [Parameter("backend", value=backend), Parameter("model_path", value=model_path),
-                     Parameter("precision", value=precision), Parameter("threads", value=threads),
-                     Parameter("inference_size", value=list(inference_size)), Parameter("autostart", value=False),
-                     Parameter("thermal_timeout_s", value=60.0)]
-        node = FusionNode(context=ctx, parameter_overrides=overrides)
-        node.trigger_configure()
-        node.trigger_activate()
+        node = rclpy.create_node("fusion_bench_node", context=ctx)
+        pub_image = node.create_publisher(Image, "fused/image_raw", PUBLISHER_QOS)
+        pub_info = node.create_publisher(CameraInfo, "fused/camera_info", PUBLISHER_QOS)
         sink = rclpy.create_node("fusion_bench_sink", context=ctx)
         sink.create_subscription(Image, "fused/image_raw", lambda m: None,
                                  QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
-        node._info_callback(camera_info_msg(width, height, "rgb_camera"))
+        info = camera_info_msg(width, height, "rgb_camera")
         scene = NightScene(SceneConfig(rgb_size=(width, height), thermal_size=thermal_size, frames=8))
         pairs = list(scene)
         rgb_msgs = [image_msg(ic.from_rgb(r, rgb_encoding), rgb_encoding, "rgb_camera") for _, r, _ in pairs]
@@ -79,25 +82,29 @@ def run_node_bench(width: int = 640, height: int = 480, frames: int = 100, warmu
             rgb_msg, th_msg = rgb_msgs[i % len(rgb_msgs)], th_msgs[i % len(th_msgs)]
             rgb_msg.header.stamp = th_msg.header.stamp = clock.now().to_msg()
             t0 = time.perf_counter()
-            node._thermal_callback(th_msg)
-            node._rgb_callback(rgb_msg)       # pairs with the thermal frame at once (equal stamps) and publishes
+            stamp = M.stamp_seconds(rgb_msg.header.stamp)
+            stream.add_thermal(stamp, M.decode_thermal(th_msg))
+            jobs = stream.add_rgb(stamp, M.decode_rgb(rgb_msg), rgb_msg)   # equal stamps: decided at once
             t1 = time.perf_counter()
-            # Decode alone, for the breakdown (the callbacks above include it).
-            ic.to_rgb(ic.decode(rgb_msg.encoding, height, width, rgb_msg.step, False, rgb_msg.data), rgb_msg.encoding)
-            ic.to_thermal(ic.decode("mono16", th_msg.height, th_msg.width, th_msg.step, False, th_msg.data), "mono16")
+            outs = stream.run(jobs)
             t2 = time.perf_counter()
+            if len(outs) != 1 or outs[0].fused is None:
+                raise RuntimeError(f"benchmark frame {i} was not fused (mode {stream.mode}); pairing failed")
+            out_msg = M.image_with_header(rgb_msg, outs[0].fused, rgb_encoding)
+            t3 = time.perf_counter()
+            pub_image.publish(out_msg)
+            info.header = rgb_msg.header
+            pub_info.publish(info)
+            t4 = time.perf_counter()
             if i < warmup:
                 continue
-            if node.fused_frames != i + 1:
-                raise RuntimeError(f"benchmark frame {i} was not fused (mode {node.mode}); pairing failed")
-            tim = node.last_timings
-            total.append((t1 - t0) * 1e3 - tim["infer_ms"])
+            tim = dict(vars(outs[0].timings), encode_ms=(t3 - t2) * 1e3, publish_ms=(t4 - t3) * 1e3)
+            total.append((t4 - t0) * 1e3 - tim["infer_ms"])
             infer.append(tim["infer_ms"])
-            decode.append((t2 - t1) * 1e3)
+            decode.append((t1 - t0) * 1e3)
             stages.append(tim)
-            latency.append(node.latencies_ms[-1])
-        desc = node.backend.describe()
-        node.trigger_deactivate()
+            latency.append((clock.now().nanoseconds - M.stamp_nanoseconds(rgb_msg.header.stamp)) * 1e-6)
+        desc = stream.fuser.backend.describe()
         node.destroy_node()
         sink.destroy_node()
     finally:
@@ -113,7 +120,7 @@ def run_node_bench(width: int = 640, height: int = 480, frames: int = 100, warmu
         "inference_size": list(inference_size), "frames": frames,
         "overhead_ms_median": med(total),
         "overhead_ms_p95": round(float(np.percentile(total, 95)), 3),
-        "stages_ms": {"decode_ms": med(decode), **{k: med([s[k] for s in stages]) for k in keys}},
+        "stages_ms": {"decode_and_pair_ms": med(decode), **{k: med([s[k] for s in stages]) for k in keys}},
         "inference_ms_median": med(infer),
         "stamp_to_publish_ms_median": med(latency),
         "stamp_to_publish_ms_p95": round(float(np.percentile(latency, 95)), 3),
