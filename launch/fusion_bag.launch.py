@@ -20,6 +20,7 @@ Offline, without ROS running, ``fusion-ros bag fuse IN OUT`` does the same with 
 
 from __future__ import annotations
 
+import math
 import os
 
 from launch import LaunchDescription
@@ -37,7 +38,7 @@ ARGUMENTS = [
     ("loop", "false", "replay the bag in a loop (the launch then runs until Ctrl-C)", ["true", "false"]),
     ("play_delay_s", "5.0",
      "seconds to wait before playback so the node has configured (a first TensorRT build can take minutes: "
-     "build it beforehand with fusion-ros build-engine, or raise this)", None),
+     "build it beforehand with fusion-ros build-engine, or raise this); 0 = start at once", None),
     ("record", "", "output bag for the fused image, fused camera_info and /diagnostics; empty = do not record", None),
     ("record_storage", "mcap", "storage plugin of the output bag", ["mcap", "sqlite3"]),
 ]
@@ -55,6 +56,17 @@ def _sibling_info_topic(image_topic: str) -> str:
     return f"{head}{sep}camera_info"
 
 
+def _play_delay_s(text: str) -> float:
+    """``play_delay_s`` as seconds >= 0 (``ros2 bag play --delay`` takes only positive values, so 0 omits it)."""
+    try:
+        delay = float(text)
+    except ValueError:
+        delay = math.nan
+    if not math.isfinite(delay) or delay < 0:
+        raise ValueError(f"play_delay_s must be a number of seconds >= 0 (0 = no delay), got '{text}'")
+    return delay
+
+
 def _launch_setup(context, *args, **kwargs):
     def arg(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
@@ -65,8 +77,11 @@ def _launch_setup(context, *args, **kwargs):
     thermal = _resolve(ns, LaunchConfiguration("thermal_image_topic", default="thermal/image_raw").perform(context))
     fused = _resolve(ns, LaunchConfiguration("fused_image_topic", default="fused/image_raw").perform(context))
 
-    play_cmd = ["ros2", "bag", "play", arg("bag"), "--clock", "--rate", arg("rate"), "--delay", arg("play_delay_s"),
+    play_cmd = ["ros2", "bag", "play", arg("bag"), "--clock", "--rate", arg("rate"),
                 "--topics", rgb_image, rgb_info, thermal]
+    delay = _play_delay_s(arg("play_delay_s"))
+    if delay > 0:
+        play_cmd += ["--delay", f"{delay:g}"]
     if arg("loop") == "true":
         play_cmd.append("--loop")
     player = ExecuteProcess(cmd=play_cmd, name="bag_player", output="screen")
@@ -77,7 +92,7 @@ def _launch_setup(context, *args, **kwargs):
     if arg("record"):
         actions.append(ExecuteProcess(
             cmd=["ros2", "bag", "record", "--use-sim-time", "-s", arg("record_storage"), "-o", arg("record"),
-                 fused, _sibling_info_topic(fused), "/diagnostics"],
+                 "--topics", fused, _sibling_info_topic(fused), "/diagnostics"],
             name="bag_recorder", output="screen"))
     return actions
 

@@ -6,8 +6,11 @@ procedural night scene (warm pedestrians in a dark, foggy street): RGB bgr8 320x
 160x128 at 10 Hz, i.e. different rates and sizes. 320x240 keeps each image under Fast DDS's default shared-memory
 segment, so the test does not depend on a transport profile.
 
-Needs a ROS 2 Jazzy install with launch_pytest and this package built (``colcon build``); skipped elsewhere.
-Run: ``colcon test --packages-select fusion_ros --pytest-args -k launch`` (docs/deployment.md).
+Needs launch_pytest and launch_ros (a ROS 2 Jazzy install, or ``make test-ros``: the Jazzy wheels in
+``../shared/wheels/ros-jazzy-launch``); skipped elsewhere with that reason. The node comes from an installed
+fusion_ros: the one in the ament index (``colcon test``, a sourced workspace), else a fresh ``colcon build`` of
+this repository (conftest.py). Run: ``make test-ros``, or ``colcon test --packages-select fusion_ros
+--pytest-args test/launch`` in a workspace (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-_WHY = "launch_pytest not importable (needs a ROS 2 install: run `colcon test` in the docker image)"
+_WHY = "launch_pytest not importable (needs a ROS 2 install, or `make test-ros` with ../shared/wheels/ros-jazzy-launch)"
 launch_pytest = pytest.importorskip("launch_pytest", reason=_WHY)
 pytest.importorskip("launch_ros.actions", reason=_WHY)
 
@@ -44,7 +47,7 @@ N_RGB = 30
 
 
 @launch_pytest.fixture
-def fusion_launch():
+def fusion_launch(installed_package):
     args = dict(TOPICS, backend="onnxruntime", log_level="info",
                 params_file=str(REPO / "config" / "fusion.yaml"))
     return LaunchDescription([
@@ -90,6 +93,12 @@ def _stamp_key(stamp) -> tuple[int, int]:
     return stamp.sec, stamp.nanosec
 
 
+def _infos_cover(fused: list[Image], infos: list[CameraInfo]) -> bool:
+    """Every fused frame received so far has its fused/camera_info."""
+    info_stamps = {_stamp_key(m.header.stamp) for m in infos}
+    return all(_stamp_key(m.header.stamp) in info_stamps for m in fused)
+
+
 @pytest.mark.launch(fixture=fusion_launch)
 def test_fused_output_carries_rgb_header_encoding_and_size():
     rclpy.init()
@@ -128,7 +137,8 @@ def test_fused_output_carries_rgb_header_encoding_and_size():
                 sent[_stamp_key(stamp)] = bgr
             # real-time pacing, spinning meanwhile so outputs are collected as they come
             _spin_until(executor, lambda: False, max(0.0, t0 + t + 1.0 / SCENE_FPS - time.monotonic()))
-        _spin_until(executor, lambda: len(fused) >= len(sent), 10.0)
+        # camera_info follows its image: wait for the info of every fused frame, the last one included
+        _spin_until(executor, lambda: len(fused) >= len(sent) and _infos_cover(fused, infos), 10.0)
 
         assert len(sent) == N_RGB
         assert len(fused) >= 0.9 * N_RGB, f"only {len(fused)} of {N_RGB} RGB frames produced a fused frame"

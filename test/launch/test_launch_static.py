@@ -215,6 +215,7 @@ def test_bag_launch_arguments():
 
 # --- parameter files ---------------------------------------------------------------------------------------------
 
+NAMESPACE_PROOF_KEYS = ("/**", "/**/fusion_node")
 _PY_TYPES = {"bool": (bool,), "integer": (int,), "double": (float,), "string": (str,)}
 
 
@@ -222,7 +223,9 @@ def _params(path: Path) -> dict:
     doc = yaml.safe_load(path.read_text())
     assert isinstance(doc, dict) and len(doc) == 1, f"{path}: one node key expected"
     (key, body), = doc.items()
-    assert key in ("/**", "fusion_node", "/fusion_node"), f"{path}: node key {key!r} does not match fusion_node"
+    # `fusion_node:` matches only the node in the root namespace: with `namespace:=ns1` the file would be ignored
+    assert key in NAMESPACE_PROOF_KEYS, \
+        f"{path}: node key {key!r} does not match a namespaced fusion_node; use one of {NAMESPACE_PROOF_KEYS}"
     return body["ros__parameters"]
 
 

@@ -23,7 +23,7 @@ def test_issue_parameters_declared():
 
 
 def test_shipped_yaml_matches_defaults():
-    params = yaml.safe_load((REPO / "config" / "fusion.yaml").read_text())["fusion_node"]["ros__parameters"]
+    params = yaml.safe_load((REPO / "config" / "fusion.yaml").read_text())["/**"]["ros__parameters"]
     assert params == {s.name: s.default for s in parameter_specs()}
 
 
