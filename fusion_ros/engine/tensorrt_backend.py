@@ -8,6 +8,7 @@ swapped after each call).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,9 @@ def build_engine(artifact: Artifact, cfg: EngineConfig, cache: EngineCache, key:
     if serialized is None:
         raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
     cache.root.mkdir(parents=True, exist_ok=True)
-    timing_path.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    tmp = timing_path.with_suffix(".cache.tmp")
+    tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    os.replace(tmp, timing_path)
     return bytes(serialized)
 
 

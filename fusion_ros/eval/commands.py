@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 __all__ = ["register"]
 
@@ -39,8 +40,12 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
 
     if bool(args.pairs) == bool(args.video):
         raise ConfigError("give exactly one of --pairs DIR or --video IR VI")
+    inputs = {"--pairs": args.pairs} if args.pairs else {"--video IR": args.video[0], "--video VI": args.video[1]}
+    missing = [f"{flag} {src}" for flag, src in inputs.items() if not Path(src).exists()]
+    if missing:
+        raise ConfigError(f"{'; '.join(missing)}: no such file or folder")
     # Refused before the model loads; fuse_pairs / fuse_video check it again for library callers.
-    check_output_folder(args.out, {"--pairs": args.pairs} if args.pairs else {"--video IR": args.video[0], "--video VI": args.video[1]})
+    check_output_folder(args.out, inputs)
     fuser = make_fuser(StudentConfig(model_path=args.model, backend=args.backend, precision=args.precision,
                                      threads=args.threads, use_memory=not args.no_memory))
     if args.pairs:

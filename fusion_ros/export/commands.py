@@ -43,7 +43,7 @@ def check_export_target(out: Path, force: bool, untrained: bool, extra: tuple[Pa
     names = ", ".join(p.name for p in existing)
     made_by = _trained_by(out)
     if untrained:
-        raise ConfigError(f"--out {out}: a model is there ({names}{'; ' + made_by if made_by else ''}) and export without "
+        raise ConfigError(f"--out {out}: a model is there ({names}{'; made by ' + made_by if made_by else ''}) and export without "
                           "--checkpoint writes untrained weights; pass --checkpoint WEIGHTS.pt, another --out, or --force")
     raise ConfigError(f"--out {out}: a model is there ({names}); pass --force to replace it, or choose another --out")
 

@@ -137,9 +137,8 @@ class Artifact:
             dims = list(shapes[name])
             c = dims[1] if len(dims) == 4 else None
             if len(dims) != 4 or (isinstance(c, int) and c >= 0 and c != want):
-                side = f"(1, {want}, h, w)"
                 raise self._mismatch(f"the graph's '{name}' input is {tuple(dims)}, the sidecar {sidecar_path(self.onnx_path).name} "
-                                     f"describes {side}")
+                                     f"describes (1, {want}, h, w)")
 
     def check_weights(self, cfg: "ModelConfig") -> None:
         """Hold the weights' model config (``X.pt``) against the sidecar: same variant, stride and memory shape."""
@@ -241,7 +240,8 @@ def _load_blob(p: Path, map_location: str = "cpu") -> Any:
     try:
         return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises pickle, zip and runtime errors for a file that is no checkpoint
-        raise ConfigError(f"model weights '{p}' cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+        # torch's own text suggests weights_only=False, which is no fix for a file that is not a checkpoint.
+        raise ConfigError(f"model weights '{p}' are not a readable PyTorch checkpoint ({type(exc).__name__}); "
                           "pass a .pt written by `fusion-ros export` or training") from None
 
 

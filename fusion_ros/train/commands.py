@@ -86,8 +86,18 @@ def _cmd_teachers_cache(args) -> int:
 
 
 def _cmd_from_bag(args) -> int:
+    from pathlib import Path
+
+    from fusion_ros.errors import ConfigError
     from fusion_ros.train.bag import extract_pairs
 
+    bag, out = Path(args.bag), Path(args.out)
+    if not bag.exists():
+        raise ConfigError(f"bag {bag}: no such file or folder; pass a rosbag2 folder or a .mcap/.db3 file")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; pass a folder for the pairs")
+    if out.resolve() == bag.resolve() or (bag.is_dir() and out.resolve().is_relative_to(bag.resolve())):
+        raise ConfigError(f"--out {out} is inside the bag {bag}; choose an --out outside it")
     n = extract_pairs(args.bag, args.thermal_topic, args.rgb_topic, args.out, slop_s=args.slop, every=args.every,
                       progress=not args.no_progress)
     print(f"{n} pairs -> {args.out}")

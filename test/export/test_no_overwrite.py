@@ -90,6 +90,8 @@ def test_ordinary_mistakes_give_one_line(tmp_path, capsys) -> None:
     _one_error_line(capsys, "export")
     assert main(["export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "m.onnx")]) == 1
     assert "nope.pt' not found" in _one_error_line(capsys, "export")
+    assert main(["fuse", "--video", str(tmp_path / "ir"), str(tmp_path / "vi"), "--out", str(tmp_path / "o"), "--quiet"]) == 1
+    assert "no such file or folder" in _one_error_line(capsys, "fuse")
     assert main(["build-engine", "--onnx", str(tmp_path / "nope.onnx")]) == 1
     assert "model_path" in _one_error_line(capsys, "build-engine")
 

@@ -86,3 +86,17 @@ def test_run_writes_under_the_working_directory_and_a_rerun_needs_resume_or_forc
     assert "out_dir: 'runs/try' holds a previous run (fusion_lite.onnx)" in _one_error_line(capsys)
     assert main([*args, "--resume"]) == 0
     assert main([*args, "--force"]) == 0
+
+
+def test_dataset_from_bag_mistakes_give_one_line(tmp_path, capsys) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    base = ["dataset", "from-bag", "--thermal-topic", "/t", "--rgb-topic", "/r"]
+    cases = [([str(tmp_path / "no_bag"), "--out", str(tmp_path / "o")], "no such file or folder"),
+             ([str(tmp_path), "--out", str(a_file)], "is a file"),
+             ([str(tmp_path), "--out", str(tmp_path / "pairs")], "is inside the bag")]
+    for args, why in cases:
+        assert main([*base, *args]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("fusion-ros dataset: error: ") and why in err[0], err
+    assert a_file.read_text() == "x" and not (tmp_path / "pairs").exists()
