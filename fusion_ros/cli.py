@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "fusion_ros.eval.bench",         # bench
     "fusion_ros.train.commands",     # train, teachers
     "fusion_ros.ros.commands",       # demo, bag
+    "fusion_ros.calibrate.commands", # calibrate
 )
 
 EPILOG = """examples:
