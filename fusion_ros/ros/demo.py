@@ -137,7 +137,9 @@ def run_demo(out: str | Path = "demo_out", pairs: str | None = None, video: Sequ
         row = np.hstack([_thermal_display(src.thermal[idx], (w, h)), src.rgb[idx], f])
         writer.write(cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
     writer.release()
-    idx, f = fused[len(fused) // 2]
+    # The strip shows a fused frame: passthrough ones (before the first thermal frame) equal their RGB input.
+    really_fused = [(i, f) for i, f in fused if not np.array_equal(f, src.rgb[i])] or fused
+    idx, f = really_fused[len(really_fused) // 2]
     strip = np.hstack([_thermal_display(src.thermal[idx], (w, h)), src.rgb[idx], f])
     cv2.imwrite(str(out / "strip.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(out / "fused_frame.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
