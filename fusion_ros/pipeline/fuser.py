@@ -142,7 +142,8 @@ class Fuser:
         self._last_stamp = None
 
     def _reset_memory(self, why: str) -> None:
-        self.backend.reset_memory()
+        if self.backend is not None:        # None: a fuser used only for network_inputs (dataset extraction)
+            self.backend.reset_memory()
         self.memory_resets += 1
         log.debug("streaming memory reset: %s", why)
 
@@ -156,6 +157,19 @@ class Fuser:
         self.timings.agc_ms = (t1 - t0) * 1e3
         self.timings.register_ms = (time.perf_counter() - t1) * 1e3
         return th
+
+    def network_inputs(self, thermal: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the network gets for one pair: thermal (1, 1, H, W) and visible (1, 3, H, W) float32 in [0, 1] on
+        the inference grid (AGC, registration, resize); updates the AGC levels as fusing the pair does."""
+        h, w = rgb.shape[:2]
+        th = self.prepare_thermal(thermal, (w, h))
+        t0 = time.perf_counter()
+        inf_w, inf_h = self.inference_size((w, h))
+        vis = rgb if (inf_w, inf_h) == (w, h) else cv2.resize(np.ascontiguousarray(rgb), (inf_w, inf_h),
+                                                              interpolation=cv2.INTER_AREA)
+        visible = to_chw(vis)
+        self.timings.prepare_ms = (time.perf_counter() - t0) * 1e3
+        return th.reshape(1, 1, inf_h, inf_w), visible
 
     def inference_size(self, rgb_size: tuple[int, int]) -> tuple[int, int]:
         """(width, height) the network runs at for an RGB image of ``rgb_size`` (width, height)."""
@@ -188,13 +202,8 @@ class Fuser:
         if stamp is not None:
             self._last_stamp = stamp
 
-        th = self.prepare_thermal(thermal, (w, h))
-        t0 = time.perf_counter()
+        thermal_t, visible = self.network_inputs(thermal, rgb)
         inf_w, inf_h = self.inference_size((w, h))
-        vis = rgb if (inf_w, inf_h) == (w, h) else cv2.resize(np.ascontiguousarray(rgb), (inf_w, inf_h),
-                                                              interpolation=cv2.INTER_AREA)
-        visible = to_chw(vis)
-        thermal_t = th.reshape(1, 1, inf_h, inf_w)
         t1 = time.perf_counter()
         out = self.backend.infer(thermal_t, visible, use_memory=self.cfg.use_memory)
         t2 = time.perf_counter()
@@ -202,7 +211,6 @@ class Fuser:
         if (inf_w, inf_h) != (w, h):
             fused = cv2.resize(fused, (w, h), interpolation=cv2.INTER_LINEAR)
         t3 = time.perf_counter()
-        self.timings.prepare_ms = (t1 - t0) * 1e3
         self.timings.infer_ms = (t2 - t1) * 1e3
         self.timings.finish_ms = (t3 - t2) * 1e3
         return fused

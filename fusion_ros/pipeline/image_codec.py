@@ -27,7 +27,7 @@ from fusion_ros.errors import EncodingError
 
 __all__ = [
     "ENCODINGS", "RGB_ENCODINGS", "THERMAL_ENCODINGS", "Encoded", "decode", "encode", "to_rgb", "from_rgb",
-    "to_thermal", "pixel_bytes",
+    "to_thermal", "pixel_bytes", "rgb_from_message", "thermal_from_message", "stamp_seconds",
 ]
 
 
@@ -244,3 +244,19 @@ def to_thermal(img: np.ndarray, encoding: str) -> np.ndarray:
     if img.dtype.itemsize > 1 and not img.dtype.isnative:
         return img.astype(np.uint16)
     return img
+
+
+def rgb_from_message(msg: Any) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image message (``sensor_msgs/Image`` from rclpy or rosbags; any object with its
+    fields). Raises :class:`EncodingError` (with a ``kind``)."""
+    return to_rgb(decode(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data), msg.encoding)
+
+
+def thermal_from_message(msg: Any) -> np.ndarray:
+    """(h, w) uint8/uint16 of a thermal image message. Raises :class:`EncodingError` (with a ``kind``)."""
+    return to_thermal(decode(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data), msg.encoding)
+
+
+def stamp_seconds(stamp: Any) -> float:
+    """A ``builtin_interfaces/Time`` (``sec``, ``nanosec``) in seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9

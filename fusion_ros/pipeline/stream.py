@@ -226,6 +226,16 @@ class FusionStream:
         self.stats.fused += 1
         return Output(job, fused, FuserTimings(**vars(self.fuser.timings)))
 
+    def network_inputs(self, job: Job) -> tuple[np.ndarray, np.ndarray] | None:
+        """What the network would get for this job, exactly as :meth:`process` prepares it (AGC levels and memory
+        resets included), without running it: (thermal (1,1,H,W), visible (1,3,H,W)) float32, or None for
+        passthrough. Training's dataset extraction writes these, so its pairs are the node's by construction."""
+        if job.thermal is None:
+            return None
+        if job.reset_memory:
+            self.fuser.reset()
+        return self.fuser.network_inputs(job.thermal, job.rgb)
+
     def run(self, jobs: list[Job]) -> list[Output]:
         """Process ``jobs`` in order (offline use: every frame fused, none dropped)."""
         return [self.process(j) for j in jobs]

@@ -44,12 +44,11 @@ def _check_topics(reader, topics: dict[str, str]) -> None:
 
 
 def _stamp(msg) -> float:
-    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+    return ic.stamp_seconds(msg.header.stamp)
 
 
 def _decode(msg, thermal: bool) -> np.ndarray:
-    view = ic.decode(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
-    return ic.to_thermal(view, msg.encoding) if thermal else ic.to_rgb(view, msg.encoding)
+    return ic.thermal_from_message(msg) if thermal else ic.rgb_from_message(msg)
 
 
 def read_bag_frames(path: str | Path, rgb_topic: str, thermal_topic: str, max_frames: int = 1000):

@@ -1,10 +1,10 @@
 """rosbag2 (mcap or sqlite3) -> aligned training pairs, with the node's pairing rule.
 
-Messages of the two topics are read in recording order and fed to
-:class:`fusion_ros.pipeline.sync.ApproxTimeSync` exactly as the node receives them (header stamps for
-pairing, the bag's log time as arrival time), then decoded with the node's codec, the thermal frame
-normalised by the node's AGC (8-bit: x/255; 16-bit: percentile AGC, temporally smoothed) and warped onto
-the RGB grid by the node's registration. Output: ``<out>/ir/<i>.png`` (8-bit) and ``<out>/vi/<i>.png``
+Messages of the two topics are read in recording order, decoded with the node's codec and fed to the node's
+:class:`~fusion_ros.pipeline.stream.FusionStream` (header stamps for pairing, the bag's log time as arrival
+time). Each pair is written as the network would see it when the node fuses it
+(:meth:`FusionStream.network_inputs`: the node's AGC, once per fused pair, and registration), so the pairs are
+the node's by construction. A malformed message is skipped and counted. Output: ``<out>/ir/<i>.png`` (8-bit) and ``<out>/vi/<i>.png``
 (RGB), numbered in RGB stamp order, so the folder is both a pair folder and a frame-folder clip for
 stage II. ``<out>/pairs.csv`` records the stamps of every pair.
 """
@@ -23,10 +23,6 @@ from fusion_ros.errors import FusionError
 __all__ = ["extract_pairs", "read_image_messages"]
 
 log = logging.getLogger(__name__)
-
-
-def _stamp(msg) -> float:
-    return float(msg.header.stamp.sec) + 1e-9 * float(msg.header.stamp.nanosec)
 
 
 def read_image_messages(bag: str | Path, topics: list[str]):
@@ -70,56 +66,59 @@ def extract_pairs(bag: str | Path, thermal_topic: str, rgb_topic: str, out: str 
     """
     from tqdm import tqdm
 
-    from fusion_ros.pipeline.agc import ThermalAGC
-    from fusion_ros.pipeline.fuser import FuserConfig
-    from fusion_ros.pipeline.image_codec import decode, to_rgb, to_thermal
-    from fusion_ros.pipeline.registration import warp_thermal
-    from fusion_ros.pipeline.sync import ApproxTimeSync, SyncConfig
+    from fusion_ros.pipeline.fuser import Fuser, FuserConfig
+    from fusion_ros.pipeline.stream import FusionStream
+    from fusion_ros.pipeline.sync import SyncConfig
+    from fusion_ros.pipeline.image_codec import rgb_from_message, stamp_seconds, thermal_from_message
 
     if every < 1:
         raise FusionError(f"every={every} must be >= 1")
-    fuser_cfg = fuser_cfg or FuserConfig()
     # The queue must hold every RGB frame that can wait for a thermal one; offline there is no latency bound.
-    sync = ApproxTimeSync(SyncConfig(approximate_sync_slop_s=slop_s, queue_size=100, sync_max_wait_s=1e9))
-    agc = ThermalAGC(fuser_cfg.agc)
-    reg = fuser_cfg.registration
+    stream = FusionStream(Fuser(None, fuser_cfg or FuserConfig()),
+                          sync_cfg=SyncConfig(approximate_sync_slop_s=slop_s, queue_size=100, sync_max_wait_s=10.0))
     out = Path(out)
     (out / "ir").mkdir(parents=True, exist_ok=True)
     (out / "vi").mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     n_pairs = 0
+    malformed = 0
 
-    def write(pairs) -> None:
+    def write(jobs) -> None:
         nonlocal n_pairs
-        for p in pairs:
-            if p.thermal is None:
+        for job in jobs:
+            inputs = stream.network_inputs(job)
+            if inputs is None:
                 continue
             n_pairs += 1
             if (n_pairs - 1) % every:
                 continue
-            rgb = p.rgb
-            th = warp_thermal(p.thermal, (rgb.shape[1], rgb.shape[0]), reg)
-            idx = len(rows)
-            name = f"{idx:06d}"
-            cv2.imwrite(str(out / "ir" / f"{name}.png"), np.clip(np.rint(th * 255.0), 0, 255).astype(np.uint8))
-            cv2.imwrite(str(out / "vi" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            rows.append({"name": name, "rgb_stamp": f"{p.rgb_stamp:.9f}", "thermal_stamp": f"{p.thermal_stamp:.9f}"})
+            thermal, visible = inputs
+            name = f"{len(rows):06d}"
+            cv2.imwrite(str(out / "ir" / f"{name}.png"), np.clip(np.rint(thermal[0, 0] * 255.0), 0, 255).astype(np.uint8))
+            vis = np.clip(np.rint(visible[0].transpose(1, 2, 0) * 255.0), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(out / "vi" / f"{name}.png"), cv2.cvtColor(vis, cv2.COLOR_RGB2BGR))
+            rows.append({"name": name, "rgb_stamp": f"{job.stamp:.9f}", "thermal_stamp": f"{job.thermal_stamp:.9f}"})
 
     bar = tqdm(desc="bag", unit="msg", disable=not progress)
     for topic, t_log, msg in read_image_messages(bag, [thermal_topic, rgb_topic]):
         bar.update(1)
-        img = decode(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
-        if topic == thermal_topic:
-            # AGC in arrival order, as the node does; the normalised frame is what gets paired.
-            write(sync.add_thermal(_stamp(msg), agc(np.ascontiguousarray(to_thermal(img, msg.encoding))), arrival=t_log))
+        is_thermal = topic == thermal_topic
+        try:
+            img = thermal_from_message(msg) if is_thermal else np.ascontiguousarray(rgb_from_message(msg))
+        except Exception as exc:        # one odd frame in a recording must not end the extraction
+            malformed += 1
+            log.warning("skipping malformed message on %s (%s): %s", topic, getattr(exc, "kind", type(exc).__name__), exc)
+            continue
+        if is_thermal:
+            write(stream.add_thermal(stamp_seconds(msg.header.stamp), img, now=t_log))
         else:
-            write(sync.add_rgb(_stamp(msg), np.ascontiguousarray(to_rgb(img, msg.encoding)), arrival=t_log))
-    write(sync.flush())
+            write(stream.add_rgb(stamp_seconds(msg.header.stamp), img, now=t_log))
+    write(stream.flush())
     bar.close()
     with (out / "pairs.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["name", "rgb_stamp", "thermal_stamp"])
         w.writeheader()
         w.writerows(rows)
-    log.info("%s: %d pairs written to %s (%d RGB frames without thermal within %.3f s)", bag, len(rows), out,
-             sync.stats.unpaired_rgb, slop_s)
+    log.info("%s: %d pairs written to %s (%d RGB frames without thermal within %.3f s, %d malformed messages "
+             "skipped)", bag, len(rows), out, stream.sync.stats.unpaired_rgb, slop_s, malformed)
     return len(rows)

@@ -86,3 +86,54 @@ def test_bag_missing_topic_names_the_topics(tmp_path):
     _write_bag(bag, StoragePlugin.MCAP, [1.0, 1.1], [1.0])
     with pytest.raises(FusionError, match="/lwir"):
         extract_pairs(bag, "/lwir", "/rgb/image_raw", tmp_path / "o", progress=False)
+
+
+def test_extracted_pairs_are_what_the_node_fuses_from_the_same_bag(tmp_path):
+    """16-bit thermal with a changing scene: the AGC levels of each pair equal the node's (one AGC step per fused
+    pair, in the stream's order), so the written IR image is the network's thermal input for that frame."""
+    from fusion_ros.pipeline import image_codec as ic
+    from fusion_ros.pipeline.fuser import Fuser
+    from fusion_ros.pipeline.stream import FusionStream
+    from fusion_ros.pipeline.sync import SyncConfig
+    from fusion_ros.train.bag import read_image_messages
+
+    rng = np.random.default_rng(0)
+    rgb_t = [50.0 + i / 30.0 for i in range(24)]
+    th_t = [50.0 + j / 9.0 for j in range(8)]
+    items = sorted([(t, "rgb", i) for i, t in enumerate(rgb_t)] + [(t, "th", j) for j, t in enumerate(th_t)])
+    bag = tmp_path / "b16"
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        c_rgb = w.add_connection("/rgb/image_raw", Image.__msgtype__, typestore=TS)
+        c_th = w.add_connection("/thermal/image_raw", Image.__msgtype__, typestore=TS)
+        for t, kind, idx in items:
+            if kind == "rgb":
+                msg, conn = _image(t, rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), "rgb8"), c_rgb
+            else:
+                th = (3000 + 400 * idx + rng.integers(0, 2000, (24, 32))).astype(np.uint16)
+                msg, conn = _image(t, th, "mono16"), c_th
+            w.write(conn, int((t + 0.003) * 1e9), TS.serialize_cdr(msg, Image.__msgtype__))
+    out = tmp_path / "pairs"
+    n = extract_pairs(bag, "/thermal/image_raw", "/rgb/image_raw", out, slop_s=0.1, progress=False)
+
+    seen = []
+
+    class Recorder:
+        def infer(self, t, v, use_memory=True):
+            seen.append(t[0, 0].copy())
+            return v
+
+        def reset_memory(self):
+            pass
+
+    stream = FusionStream(Fuser(Recorder()), sync_cfg=SyncConfig(approximate_sync_slop_s=0.1, queue_size=100,
+                                                                   sync_max_wait_s=10.0))
+    for topic, t_log, msg in read_image_messages(bag, ["/thermal/image_raw", "/rgb/image_raw"]):
+        stamp = ic.stamp_seconds(msg.header.stamp)
+        jobs = (stream.add_thermal(stamp, ic.thermal_from_message(msg), now=t_log) if topic == "/thermal/image_raw"
+                else stream.add_rgb(stamp, ic.rgb_from_message(msg), now=t_log))
+        stream.run(jobs)
+    stream.run(stream.flush())
+    assert n == len(seen) >= 20
+    for rec, node_input in zip(find_pairs(out), seen):
+        ir, _ = load_pair(rec)
+        assert np.abs(ir.astype(int) - np.rint(node_input * 255).astype(int)).max() <= 1
