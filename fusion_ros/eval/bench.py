@@ -107,7 +107,13 @@ def _stream_bench(args: argparse.Namespace) -> dict:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.keep_up or args.soak:
+    if args.startup:
+        from fusion_ros.tools.startup_bench import run_startup_bench
+
+        result = {"machine": machine_info(), "startup": run_startup_bench(runs=args.runs_startup,
+                                                                          python_path=args.python_path or None)}
+        args.json = True
+    elif args.keep_up or args.soak:
         result = _stream_bench(args)
         args.json = True
     elif args.transport:
@@ -178,6 +184,10 @@ def register(subparsers) -> None:
     p.add_argument("--soak", action="store_true",
                    help="like --keep-up with RGB at 60 Hz and thermal at 30 Hz for --minutes: latency over time, RSS growth")
     p.add_argument("--minutes", type=float, default=10.0, help="duration of --soak")
+    p.add_argument("--startup", action="store_true",
+                   help="ONNX Runtime node start-up: process start to 'engine ready', its RSS, whether torch loaded")
+    p.add_argument("--runs-startup", type=int, default=5, help="node starts for --startup")
+    p.add_argument("--python-path", default="", help="with --startup: PYTHONPATH of another checkout to compare")
     p.add_argument("--seconds", type=float, default=30.0, help="duration of --keep-up")
     p.add_argument("--thermal-rate", type=float, default=9.0, help="thermal rate for --keep-up, Hz")
     p.add_argument("--rate", type=float, default=30.0, help="publishing rate for --transport and --keep-up, Hz")

@@ -1,0 +1,73 @@
+"""Node start-up benchmark: process start to "engine ready", the node's resident memory then, and whether torch
+was loaded (its shared library mapped into the process).
+
+Used by ``fusion-ros bench --startup``. ``python_path`` runs another checkout's node the same way (to compare
+two versions on one machine in one run).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from fusion_ros.errors import FusionError
+
+__all__ = ["run_startup_bench"]
+
+READY = "engine ready"
+
+
+def _rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _torch_mapped(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps") as f:
+        return any("libtorch" in line for line in f)
+
+
+def _one(backend: str, python_path: str | None, timeout_s: float) -> dict:
+    env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(1, 200)), PYTHONUNBUFFERED="1")
+    if python_path:
+        env["PYTHONPATH"] = python_path
+    t0 = time.monotonic()
+    # ``-m`` puts the working directory first on sys.path: run from the checkout under test.
+    proc = subprocess.Popen([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", "-p", f"backend:={backend}"],
+                            env=env, cwd=python_path or None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        for line in proc.stdout:
+            if READY in line:
+                ready_s = time.monotonic() - t0
+                time.sleep(1.0)         # the first diagnostics and the subscriptions are set up
+                return {"ready_s": round(ready_s, 3), "rss_mb": round(_rss_mb(proc.pid), 1),
+                        "torch_loaded": _torch_mapped(proc.pid)}
+            if time.monotonic() - t0 > timeout_s:
+                break
+        raise FusionError(f"the node did not report '{READY}' within {timeout_s} s (rc={proc.poll()})")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_startup_bench(runs: int = 5, backend: str = "onnxruntime", python_path: str | None = None,
+                      timeout_s: float = 120.0) -> dict:
+    """Start the node ``runs`` times (each a fresh process) and report min/median/max of the start-up time and RSS."""
+    rows = [_one(backend, python_path, timeout_s) for _ in range(runs)]
+    ready = [r["ready_s"] for r in rows]
+    rss = [r["rss_mb"] for r in rows]
+    return {"benchmark": "node_startup", "backend": backend, "runs": runs, "python_path": python_path,
+            "ready_s_min_median_max": [min(ready), round(float(np.median(ready)), 3), max(ready)],
+            "rss_mb_min_median_max": [min(rss), round(float(np.median(rss)), 1), max(rss)],
+            "torch_loaded": any(r["torch_loaded"] for r in rows), "load_average_1_5_15": list(os.getloadavg())}
