@@ -21,11 +21,11 @@ has been resized to the RGB size, onto RGB pixels; :func:`~fusion_ros.pipeline.r
 applies it.
 
 Example:
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> rgb = (rng.random((120, 160, 3)) * 255).astype(np.uint8)
-    >>> round(estimate_residual(rgb[..., 1], rgb, np.eye(3)), 1)
-    0.0
+    >>> import cv2, numpy as np
+    >>> rgb = cv2.resize((np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8), (320, 240))
+    >>> thermal = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)    # a stand-in that shares the RGB edges
+    >>> round(estimate_residual(thermal, rgb, [1, 0, 6, 0, 1, 0, 0, 0, 1]))   # registered 6 px off
+    6
 """
 
 from __future__ import annotations
@@ -514,7 +514,8 @@ def estimate_residual(thermal: np.ndarray, rgb: np.ndarray, homography: np.ndarr
     The thermal frame is warped by the homography onto the RGB grid (as the node does) at a width of 320 px,
     both images become edge maps, and each of 4 x 3 tiles is phase-correlated; the result is the median shift
     length over the tiles that found a clear peak, scaled back to RGB pixels. A pure shift of d pixels reads d;
-    a rotation or scale error reads its typical displacement over the image. About 5-10 ms at 640x480 on one core.
+    a rotation or scale error reads its typical displacement over the image. About 6 ms for a 640x480 pair on one
+    idle CPU core (cv2 single-threaded), one warp and twelve small FFTs.
 
     Args:
         thermal: (h, w) float32 in [0, 1] (AGC output), uint8, or uint16; any size (resized to the RGB size).
