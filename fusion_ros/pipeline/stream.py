@@ -390,7 +390,10 @@ class LatestFrameWorker:
     def _failed(self, stage: str, exc: Exception, job: Job) -> None:
         kind = f"{stage}_{getattr(exc, 'kind', None) or type(exc).__name__}"
         self.stream.stats.failures[kind] += 1
-        if self.on_failure is not None:
-            self.on_failure(kind, exc, job)
-        else:
-            log.warning("frame %.3f skipped (%s): %s", job.stamp, kind, exc)
+        try:
+            if self.on_failure is not None:
+                self.on_failure(kind, exc, job)
+                return
+        except Exception as report_exc:     # e.g. the caller's logger is gone at shutdown
+            exc = report_exc
+        log.warning("frame %.3f skipped (%s): %s", job.stamp, kind, exc)

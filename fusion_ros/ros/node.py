@@ -44,6 +44,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from fusion_ros.errors import EncodingError, FusionError
 from fusion_ros.pipeline.fuser import Fuser
+from fusion_ros.pipeline.registration_monitor import RegistrationMonitor
 from fusion_ros.pipeline.stream import FusionStream, Job, LatestFrameWorker, Output
 from fusion_ros.ros import messages as M
 from fusion_ros.ros import params as P
@@ -102,6 +103,7 @@ class FusionNode(LifecycleNode):
         self.backend = None
         self.stream: FusionStream | None = None
         self.worker: LatestFrameWorker | None = None
+        self.registration: RegistrationMonitor | None = None
         self._subs: list = []
         self._pub_image = self._pub_info = self._pub_diag = None
         self._diag_timer = self._sync_timer = None
@@ -191,6 +193,8 @@ class FusionNode(LifecycleNode):
         self._reset_counters()
         self.stream.reset()
         self.worker = LatestFrameWorker(self.stream, self._publish_output, self._frame_failed)
+        period = self.settings.node.registration_check_period_s
+        self.registration = RegistrationMonitor(period) if period > 0 else None
         qos_opts = QoSOverridingOptions.with_default_policies()
         sub = self.create_subscription
         # camera_info first: the executor serves ready subscriptions in creation order, so an info that
@@ -230,6 +234,9 @@ class FusionNode(LifecycleNode):
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        if self.registration is not None:
+            self.registration.stop()
+            self.registration = None
         if self.stream is not None:
             self.stream.reset()
 
@@ -252,6 +259,9 @@ class FusionNode(LifecycleNode):
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        if self.registration is not None:
+            self.registration.stop()
+            self.registration = None
         super().destroy_node()
 
     def _incompatible(self, topic: str) -> Callable:
@@ -281,6 +291,8 @@ class FusionNode(LifecycleNode):
         if self.stream is not None:
             self.stream.fuser.configure(self.settings.fuser)
             self.stream.configure(self.settings.stream, self.settings.sync)
+        if self.registration is not None and any(p.name == "homography" for p in parameters):
+            self.registration.reset()
         self.get_logger().info("parameters updated: " + ", ".join(p.name for p in parameters))
 
     # -- callbacks (executor thread: decode and pair only) -----------------------------------------------------
@@ -348,6 +360,8 @@ class FusionNode(LifecycleNode):
         t2 = time.perf_counter()
         if out.fused is not None:
             self._record_fused(out.job, out.timings, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+            if self.registration is not None:
+                self.registration.offer(out.job.thermal, out.job.rgb, self.settings.fuser.homography, time.monotonic())
         self.out_rate.tick()
         stamp_ns = M.stamp_nanoseconds(msg.header.stamp)
         if stamp_ns:
@@ -412,6 +426,7 @@ class FusionNode(LifecycleNode):
             "zero_stamp_frames": str(self.zero_stamps),
             "failed_frames": str(sum(st.failures.values()) if st else 0),
             "memory_resets": str(self.stream.fuser.memory_resets if self.stream else 0),
+            "registration_error_px": f"{self.registration.error_px:.2f}" if self.registration else "off",
         }
         values.update({f"malformed_{k}": str(v) for k, v in sorted(self.malformed.items())})
         if st:
@@ -424,6 +439,10 @@ class FusionNode(LifecycleNode):
         if self.mode == "passthrough":
             return DiagnosticStatus.WARN, (f"passthrough: no thermal frame within {self.settings.stream.thermal_timeout_s}"
                                            " s of the RGB stamps, RGB published unchanged")
+        reg = self.registration.error_px if self.registration else float("nan")
+        if reg > self.settings.node.registration_warn_px:
+            return DiagnosticStatus.WARN, (f"fusing, but the thermal image is misregistered by ~{reg:.1f} px "
+                                           "(registration_error_px); recalibrate with fusion-ros calibrate")
         if values["malformed_messages"] != "0" or self.zero_stamps or values["failed_frames"] != "0":
             return DiagnosticStatus.WARN, "fusing; malformed, zero-stamped or failed frames seen"
         if values["dropped_frames"] != "0":

@@ -36,6 +36,14 @@ class NodeConfig:
     # Zero-stamped frames: False = counted and dropped; True = paired by arrival time (header kept as is).
     use_arrival_time_for_zero_stamps: bool = field(default=False, metadata={
         "doc": "pair frames whose header stamp is zero by their arrival time instead of dropping them"})
+    # Live registration health: one residual estimate every this many seconds, off the fusion path; 0 = off.
+    registration_check_period_s: float = field(default=1.0, metadata={
+        "doc": "estimate the residual misregistration of the homography every this many seconds, off the fusion "
+               "path (registration_error_px in /diagnostics); 0 = off", "range": (0.0, 3600.0)})
+    # registration_error_px above this -> WARN.
+    registration_warn_px: float = field(default=3.0, metadata={
+        "doc": "registration_error_px above this -> WARN in /diagnostics (recalibrate: fusion-ros calibrate)",
+        "range": (0.1, 1000.0)})
     # /diagnostics period, s (> 0).
     diagnostics_period_s: float = field(default=1.0, metadata={
         "doc": "period of /diagnostics (published whether or not anyone subscribes), s",

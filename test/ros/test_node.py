@@ -180,3 +180,27 @@ def test_output_encoding_that_cannot_encode_a_frame_skips_it_and_counts(ros_cont
     assert _wait(lambda: node.stream.stats.failures["publish_odd_width"] >= 3, 5.0), node.stream.stats
     assert node.diagnostics_values()["failed_publish_odd_width"] == str(node.stream.stats.failures["publish_odd_width"])
     node.destroy_node()
+
+
+def test_registration_error_follows_an_injected_thermal_shift(ros_context, spin, shared_dir):
+    """Real aligned frames with the thermal image shifted 8 px right: the live estimate reads 8 +- 2 px and warns."""
+    import cv2
+
+    from fusion_ros.ros.player import Frames
+
+    clip = load_frames(pairs=str(shared_dir / "data" / "video" / "dev" / "0111_1753"), frames=10)
+    shift = np.float32([[1, 0, 8], [0, 1, 0]])
+    shifted = [cv2.warpAffine(t, shift, (t.shape[1], t.shape[0])) for t in clip.thermal]
+    frames = Frames(shifted, clip.rgb, clip.fps)
+    node = _node(ros_context, registration_check_period_s=0.2, inference_size=[320, 240])
+    assert node.trigger_configure().name == "SUCCESS" and node.trigger_activate().name == "SUCCESS"
+    player = PlayerNode(frames, rgb_encoding="bgr8", context=ros_context)
+    spin(node)
+    assert player.wait_for_subscribers(10.0)
+    player.play(rgb_hz=10.0, thermal_hz=10.0, n_rgb=40)
+    assert _wait(lambda: node.registration.estimates >= 6, 5.0), node.registration.estimates
+    value = float(node.diagnostics_values()["registration_error_px"])
+    assert abs(value - 8.0) <= 2.0, value
+    level, message = node._diagnostic_level(node.diagnostics_values())
+    assert "misregistered" in message
+    node.destroy_node()
