@@ -57,7 +57,8 @@ class Runtime:
 
 @dataclass(frozen=True)
 class Run:
-    """What every stage of a run reads and writes through. The weights of ``model`` change; the rest does not."""
+    """What every stage works on: the config, this process, the student, ``out_dir``. Training moves the student's
+    weights and the random streams; nothing here is replaced."""
 
     cfg: TrainConfig
     rt: Runtime

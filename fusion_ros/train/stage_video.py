@@ -101,6 +101,7 @@ def validate_video(model: torch.nn.Module, loss: VideoLoss, clips: ClipData) -> 
 
 
 def _video_panel(run: Run) -> FeaturePanel | None:
+    # Only the optional stage-II alignment term needs the panel; without a teacher cache (stage I never ran) it is off.
     if run.cfg.video_w_mfm == 0:
         return None
     try:

@@ -1,4 +1,4 @@
-"""Each stage on its own, two steps on tiny shared data: what it trains and what it leaves in out_dir; the shared loop's Ctrl-C."""
+"""Each stage on its own, two steps on tiny shared data: what it trains, what it leaves in out_dir; Ctrl-C in the loop."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ def tiny_cfg(tmp_path, shared_dir, roadscene_pairs):
     def make(**overrides) -> TrainConfig:
         base = dict(pairs=(str(pairs),), cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path / "run"), backbones=(),
                     w_mfm=0.0, crop=64, batch_size=2, val_fraction=0.0, steps=2, warmup_steps=0, log_every=1,
-                    video=(str(shared_dir / "data" / "video" / "dev" / "0111_1753"),), video_steps=2, clip_len=3, clips_per_video=1,
-                    video_scale=0.25, video_crop=64, video_batch=1, video_val_fraction=0.3, seed=0)
+                    video=(str(shared_dir / "data" / "video" / "dev" / "0111_1753"),), video_steps=2, clip_len=3,
+                    clips_per_video=1, video_scale=0.25, video_crop=64, video_batch=1, video_val_fraction=0.3, seed=0)
         return TrainConfig(**{**base, **overrides})
 
     return make
