@@ -101,7 +101,8 @@ class Job:
     thermal: np.ndarray | None = None
     thermal_stamp: float | None = None
     reset_memory: bool = False       # start a new memory first (thermal resumed, stamp jump)
-    arrival: float = 0.0             # when the RGB frame came in (the stream's clock), for the worker's age rule
+    arrival: float = 0.0             # when the RGB frame came in (the stream's clock)
+    decided: float = 0.0             # when it was handed to the worker (the worker's clock), for its drop rule
 
     @property
     def offset(self) -> float | None:
@@ -274,11 +275,11 @@ class FusionStream:
 class LatestFrameWorker:
     """Processes a stream's jobs in order on a thread of its own; when it falls behind, the newest frames win.
 
-    Decided jobs wait in arrival order. When the worker takes the next one, every waiting job that could no longer
-    be published within ``sync_max_wait_s`` plus half a frame time of its arrival is dropped (counted in
-    ``stream.stats.dropped``), as long as a newer one waits. Frames decided together (an RGB frame that waited for
-    the next thermal frame is released with the ones after it) are all fused when there is time, and nothing
-    queues up when there is not: an answered frame is at most ``sync_max_wait_s`` + about two frame times old.
+    Decided jobs wait in order. When the worker takes the next one, every waiting job that has waited longer than
+    about one frame time (``WAIT_FRAMES`` x the running frame time) is dropped (counted in ``stream.stats.dropped``),
+    as long as a newer one waits. Frames decided together (an RGB frame that waited for the next thermal frame is
+    released with the one after it) are both fused when there is time, and nothing queues up when there is not:
+    an answered frame is at most the pairing wait (``sync_max_wait_s``) plus about two frame times old.
 
     Args:
         stream: the stream whose ``process`` runs here.
@@ -290,6 +291,9 @@ class LatestFrameWorker:
     """
 
     MAX_WAITING = 8         # a hard cap on top of the age rule
+    # A decided frame may wait this many frame times for the worker: the second of two frames decided together
+    # waits one, and is still fused.
+    WAIT_FRAMES = 1.2
 
     def __init__(self, stream: FusionStream, publish: Callable[[Output], None],
                  on_failure: Callable[[str, Exception, Job], None] | None = None,
@@ -314,6 +318,9 @@ class LatestFrameWorker:
         """Hand over decided jobs (in order)."""
         if not jobs:
             return
+        now = self.clock()
+        for job in jobs:
+            job.decided = now
         with self._cv:
             self._waiting.extend(jobs)
             while len(self._waiting) > self.MAX_WAITING:
@@ -327,9 +334,9 @@ class LatestFrameWorker:
         self._waiting[0].reset_memory |= job.reset_memory
 
     def _next_job(self) -> Job:
-        budget = self.stream.sync.cfg.sync_max_wait_s + 0.5 * self.frame_time_s
+        budget = self.WAIT_FRAMES * self.frame_time_s
         now = self.clock()
-        while len(self._waiting) > 1 and now - self._waiting[0].arrival > budget:
+        while len(self._waiting) > 1 and now - self._waiting[0].decided > budget:
             self._drop_oldest()
         return self._waiting.popleft()
 
