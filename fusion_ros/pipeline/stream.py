@@ -293,7 +293,7 @@ class LatestFrameWorker:
     MAX_WAITING = 8         # a hard cap on top of the age rule
     # A decided frame may wait this many frame times for the worker: the second of two frames decided together
     # waits one, and is still fused.
-    WAIT_FRAMES = 1.2
+    WAIT_FRAMES = 1.1
 
     def __init__(self, stream: FusionStream, publish: Callable[[Output], None],
                  on_failure: Callable[[str, Exception, Job], None] | None = None,
