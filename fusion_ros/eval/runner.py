@@ -8,7 +8,9 @@ A method is one of:
 * a student model (``NAME=PATH.onnx|.pt``, or ``lite`` / ``default`` for the shipped ones) run through
   the engine and :class:`~fusion_ros.pipeline.fuser.Fuser` (memory reset before every independent pair);
 * a baseline: ``copy-vis`` (the visible image itself), ``copy-ir`` (the thermal image itself),
-  ``teacher-mean`` (pixel mean of every folder method) or ``NAME=teacher-mean:A,B`` (of the named ones).
+  ``teacher-mean`` (pixel mean of every folder method) or ``NAME=teacher-mean:A,B`` (of the named ones);
+* ``teacher-select[:A,B][@window=9,tau=0.02,measure=edge,blend=pyramid]``: the per-region teacher selection
+  target of training (:func:`fusion_ros.train.targets.select_target`) over the named (default: every) folder methods.
 
 Baselines are always added, because MI, VIF and SSIM rank a copied source at or above real fusers.
 """
@@ -28,8 +30,10 @@ import numpy as np
 
 from fusion_ros.errors import ConfigError, FusionError
 from fusion_ros.eval import metrics as M
-from fusion_ros.eval.data import Pair, find_clips, find_output, find_pairs, iter_frames, read_ir, read_rgb_or_gray, \
-    read_vis, recolour
+from fusion_ros.eval.data import find_output, recolour
+from fusion_ros.io.clips import find_clips, iter_frames
+from fusion_ros.io.images import read_ir, read_rgb_or_gray, read_vis
+from fusion_ros.io.pairs import Pair, find_pairs
 
 __all__ = ["Method", "EvalConfig", "parse_method", "prepare_methods", "method_output", "as_rgb", "evaluate_pairs", "evaluate_video", "evaluate_detection",
            "BASELINES"]
@@ -46,9 +50,10 @@ class Method:
 
     Attributes:
         name: row label.
-        kind: "folder", "student", "copy-vis", "copy-ir" or "teacher-mean".
+        kind: "folder", "student", "copy-vis", "copy-ir", "teacher-mean" or "teacher-select".
         source: folder or model path (students: "", "lite", "default" or a file).
-        members: folder-method names averaged by "teacher-mean" (empty = every folder method).
+        members: folder-method names combined by "teacher-mean"/"teacher-select" (empty = every folder method).
+        select: "teacher-select" only: its SelectParams.
         misalign_px: students only: the thermal input is shifted by this many pixels right and down before
             fusing (scored against the aligned sources), to measure robustness to a calibration error.
     """
@@ -59,6 +64,7 @@ class Method:
     members: tuple[str, ...] = ()
     fuser: object | None = field(default=None, repr=False)
     misalign_px: float = 0.0
+    select: object | None = None
 
     @property
     def is_baseline(self) -> bool:
@@ -68,24 +74,26 @@ class Method:
         d = {"kind": self.kind, "source": self.source}
         if self.misalign_px:
             d["misalign_px"] = self.misalign_px
-        if self.kind == "teacher-mean":
+        if self.kind in ("teacher-mean", "teacher-select"):
             d["members"] = list(self.members)
         return d
 
 
 def parse_method(spec: str) -> Method:
-    """Parse ``NAME=PATH``, ``PATH``, ``copy-vis``, ``copy-ir``, ``teacher-mean[:A,B]``, ``lite``, ``default``.
+    """Parse ``NAME=PATH``, ``PATH``, ``copy-vis``, ``copy-ir``, ``teacher-mean[:A,B]``,
+    ``teacher-select[:A,B][@k=v,...]``, ``lite``, ``default``.
 
     Raises:
         ConfigError: unknown builtin or a path that does not exist.
     """
-    name, sep, src = spec.partition("=")
+    # A bare teacher-select spec keeps its "@k=v" parameters: the name is the part before ":"/"@".
+    name, sep, src = ("", "", spec) if spec.startswith("teacher-select") else spec.partition("=")
     if not sep:
         src = spec
         name = Path(spec.rstrip("/")).name if spec not in ("lite", "default") else f"student-{spec}"
         if Path(spec).suffix in _MODEL_EXTS:
             name = Path(spec).stem
-        name = name.split(":")[0] if src.startswith("teacher-mean") else name
+        name = name.split(":")[0].split("@")[0] if src.startswith(("teacher-mean", "teacher-select")) else name
     if not name:
         raise ConfigError(f"method {spec!r} has an empty name; use NAME=PATH")
     if src in BASELINES:
@@ -93,6 +101,12 @@ def parse_method(spec: str) -> Method:
     if src.startswith("teacher-mean"):
         members = tuple(m for m in src.partition(":")[2].split(",") if m)
         return Method(name, "teacher-mean", src, members)
+    if src.startswith("teacher-select"):
+        from fusion_ros.train.targets import parse_select_params
+
+        head, _, params = src.partition("@")
+        members = tuple(m for m in head.partition(":")[2].split(",") if m)
+        return Method(name, "teacher-select", src, members, select=parse_select_params(params))
     if src in ("lite", "default"):
         return Method(name, "student", src)
     p = Path(src).expanduser()
@@ -101,7 +115,7 @@ def parse_method(spec: str) -> Method:
     if p.is_file() and p.suffix in _MODEL_EXTS:
         return Method(name, "student", str(p))
     raise ConfigError(f"method {spec!r}: {src!r} is not a folder of fused images, an .onnx/.pt model, "
-                      f"or one of {', '.join(BASELINES)}, teacher-mean[:A,B], lite, default")
+                      f"or one of {', '.join(BASELINES)}, teacher-mean[:A,B], teacher-select[:A,B][@k=v,...], lite, default")
 
 
 @dataclass(frozen=True)
@@ -154,12 +168,12 @@ def prepare_methods(methods: list[Method], cfg: EvalConfig) -> list[Method]:
                 out.append(Method(b, b))
     folders = {m.name for m in out if m.kind == "folder"}
     for m in out:
-        if m.kind == "teacher-mean":
+        if m.kind in ("teacher-mean", "teacher-select"):
             if not m.members:
                 m.members = tuple(sorted(folders))
             missing = [x for x in m.members if x not in folders]
             if missing or not m.members:
-                raise ConfigError(f"{m.name}: teacher-mean needs folder methods to average; unknown {missing}, "
+                raise ConfigError(f"{m.name}: {m.kind} needs folder methods to combine; unknown {missing}, "
                                   f"folder methods given: {sorted(folders)}")
         if m.kind == "student" and m.fuser is None:
             m.fuser = make_fuser(StudentConfig(model_path=m.source, backend=cfg.backend, threads=cfg.threads,
@@ -190,6 +204,15 @@ def method_output(m: Method, pair: Pair, ir: np.ndarray, vis: np.ndarray,
         if any(p is None for p in parts):
             return None
         return np.clip(np.rint(np.mean([M.to_gray(p) for p in parts], axis=0)), 0, 255).astype(np.uint8)
+    if m.kind == "teacher-select":
+        from fusion_ros.train.targets import select_target, source_lumas
+
+        parts = [cache.get(x) for x in m.members]
+        if any(p is None for p in parts):
+            return None
+        ys = np.stack([M.to_gray(p) for p in parts]).astype(np.float32) / 255.0
+        target, _ = select_target(ys, *source_lumas(ir_to_u8(ir), vis), m.select)
+        return np.clip(np.rint(target * 255.0), 0, 255).astype(np.uint8)
     if m.kind == "student":
         m.fuser.reset()
         return m.fuser.step(shift_image(ir, m.misalign_px) if m.misalign_px else ir, vis)
@@ -327,12 +350,11 @@ def ir_to_u8(ir: np.ndarray) -> np.ndarray:
 
 
 def _bench_student(m: Method, cfg: EvalConfig) -> dict:
-    """The network issue's bench for a student at 480x640 (median of 20 runs after 3 warm-up runs)."""
+    """The inference bench of a student at 480x640 (median of 20 runs after 3 warm-up runs)."""
     try:
-        from fusion_ros.eval.bench import bench_one
+        from fusion_ros.engine.bench import bench_one
 
-        backend = "torch" if cfg.backend == "auto" and m.source.endswith(".pt") else cfg.backend
-        rows = bench_one(backend, m.source, [(480, 640)], runs=20, warmup=3, precision="fp32",
+        rows = bench_one(cfg.backend, m.source, [(480, 640)], runs=20, warmup=3, precision="fp32",
                          threads=cfg.threads)
         return {"bench_480x640_median_ms": rows[0]["median_ms"], "bench_backend": rows[0].get("backend", cfg.backend)}
     except (ImportError, FusionError, RuntimeError) as exc:

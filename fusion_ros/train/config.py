@@ -50,6 +50,12 @@ class TrainConfig:
     teachers: tuple[str, ...] = ("SeAFusion", "IFCNN")    # teacher methods in the ensemble (>= 1)
     teacher_weights: tuple[float, ...] = (1.0, 1.0)       # per-teacher weights (>= 0, same length; normalised to sum 1)
     cache_dir: str = "cache/teachers"                     # teacher-statistics cache (a sub-folder per teacher/backbone set)
+    target: str = "mean"                                  # distillation target: mean (weighted teacher mean) or select
+                                                          # (per-region teacher selection, fusion_ros.train.targets)
+    select_measure: str = "edge"                          # select: structure score, edge (local Qabf) or ssim
+    select_window: int = 9                                # select: odd window side the scores are averaged over, px
+    select_tau: float = 0.02                              # select: softmax temperature over teachers (0 = pick the best)
+    select_blend: str = "pyramid"                         # select: pyramid (Laplacian-pyramid blend) or pixel
     val_fraction: float = 0.1                             # share of pairs held out for validation, [0, 0.5]
     crop: int = 176                                       # square training crop, px, multiple of 8 (<= smallest image side)
     batch_size: int = 8                                   # crops per step (per process under DDP), >= 1
@@ -161,6 +167,8 @@ class TrainConfig:
                 v = getattr(self, f.name)
                 need(0.0 <= v <= 1.0, f"{f.name}={v} must be in [0, 1]")
         need(0.05 <= self.video_scale <= 1.0, f"video_scale={self.video_scale} must be in [0.05, 1]")
+        need(self.target in ("mean", "select"), f"target='{self.target}'; expected mean or select")
+        self.select_params()                              # raises ConfigError naming the bad select_* value
         need(self.grad_target in ("sources_max", "target", "max"),
              f"grad_target='{self.grad_target}'; expected sources_max, target or max")
         from fusion_ros.train.backbones import BACKBONES
@@ -168,6 +176,13 @@ class TrainConfig:
         for b in self.backbones:
             need(b in BACKBONES, f"unknown backbone '{b}' in backbones; expected some of {sorted(BACKBONES)}")
         need(self.w_mfm == 0 or len(self.backbones) >= 1, "w_mfm > 0 needs at least one entry in backbones")
+
+    def select_params(self):
+        """The :class:`~fusion_ros.train.targets.SelectParams` of the ``select`` target."""
+        from fusion_ros.train.targets import SelectParams
+
+        return SelectParams(measure=self.select_measure, window=self.select_window, tau=self.select_tau,
+                            blend=self.select_blend)
 
     def teacher_weight_map(self) -> dict[str, float]:
         """Normalised weights of the teachers that count (weight > 0)."""

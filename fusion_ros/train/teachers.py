@@ -3,20 +3,23 @@
 For each training pair the cached teacher outputs ``{y_n}`` (fused luminance, 8-bit PNG) are read,
 weighted by the configured per-teacher weights ``w_n`` (normalised to sum 1), and reduced to
 
-- ``mean`` = Σ w_n y_n and ``var`` = Σ w_n (y_n − mean)² (luminance, full resolution);
+- ``mean`` = Σ w_n y_n and ``var`` = Σ w_n (y_n − mean)² (luminance, full resolution); with ``target: select``
+  the weights are per pixel, a_n(x) from :func:`fusion_ros.train.targets.select_target`, ``mean`` is the selection
+  target and ``var`` = Σ a_n (y_n − mean)²;
 - for every backbone Φ_k of the panel, the features of each teacher sample rendered as RGB
   (the visible chroma kept, BT.601: ``rgb_n = vis + (y_n − Y_vis)``), reduced to the weighted feature
-  mean and per-channel variance on the 1/8 grid;
+  mean and per-channel variance on the 1/8 grid (``select``: with a_n averaged over each grid cell);
 - per-pair partial sums of the features (Σf, Σf², count), from which ``stats.json`` gets the
   training-set channel std σ̂_k and the mean routing variance E_x[v̄_k] (SPEC §3).
 
 One ``.npz`` per pair under ``<cache_dir>/<key>/<dataset>/<name>.npz`` where ``key`` hashes the
-teacher set, weights and panel, so changing them never reuses stale files. Building resumes: pairs
+teacher set, weights, panel (and the selection parameters), so changing them never reuses stale files. Building resumes: pairs
 whose file exists are skipped. The training step never runs a backbone on a teacher sample.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -29,6 +32,7 @@ import torch
 from fusion_ros.errors import FusionError
 from fusion_ros.train.config import TrainConfig, resolve_path
 from fusion_ros.train.data import PairRecord, load_pair
+from fusion_ros.train.targets import pool_weights, select_target, source_lumas
 
 __all__ = ["cache_folder", "build_cache", "load_stats", "teacher_files", "PairTargets", "load_targets", "luma_np"]
 
@@ -42,10 +46,18 @@ def luma_np(rgb: np.ndarray) -> np.ndarray:
     return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
 
 
+def _target_ident(cfg: TrainConfig) -> dict:
+    """The target's part of the cache identity; empty for the mean, so the mean's caches keep their folders."""
+    if cfg.target == "mean":
+        return {}
+    return {"target": cfg.target, "select": dataclasses.asdict(cfg.select_params())}
+
+
 def cache_folder(cfg: TrainConfig) -> Path:
-    """Cache folder of this teacher set + weights + backbone panel."""
+    """Cache folder of this teacher set + weights + backbone panel (+ selection parameters)."""
     ident = json.dumps({"v": CACHE_VERSION, "teachers": cfg.teacher_weight_map(), "split": cfg.teacher_split,
-                        "teachers_root": str(resolve_path(cfg.teachers_root)), "backbones": list(cfg.backbones)},
+                        "teachers_root": str(resolve_path(cfg.teachers_root)), "backbones": list(cfg.backbones),
+                        **_target_ident(cfg)},
                        sort_keys=True)
     key = hashlib.sha1(ident.encode()).hexdigest()[:10]
     return resolve_path(cfg.cache_dir) / key
@@ -89,17 +101,21 @@ def _compute_pair(cfg: TrainConfig, rec: PairRecord, panel: torch.nn.ModuleList)
         ys.append(y)
         ws.append(w)
     y = np.stack(ys)                                         # (N, H, W)
-    w = np.asarray(ws, np.float32)[:, None, None]
-    mean = (w * y).sum(0)
+    prior = np.asarray(ws, np.float32)
+    if cfg.target == "select":
+        mean, w = select_target(y, *source_lumas(ir, vi), cfg.select_params(), prior)   # w: (N, H, W) per pixel
+    else:
+        w = np.broadcast_to(prior[:, None, None], y.shape)
+        mean = (w * y).sum(0)
     var = (w * (y - mean) ** 2).sum(0)
     out: dict[str, np.ndarray] = {"mean": mean.astype(np.float16), "var": var.astype(np.float16)}
     vis = vi.astype(np.float32) / 255.0
     yv = luma_np(vis)
     rgb = np.clip(vis[None] + (y - yv[None])[..., None], 0.0, 1.0)   # (N, H, W, 3), visible chroma kept
     x = torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous()
-    wt = torch.from_numpy(w[:, 0, 0]).view(-1, 1, 1, 1)
     for bb in panel:
         f = bb(x)                                            # (N, C, gh, gw)
+        wt = _cell_weights(cfg, prior, w, f.shape[2:])
         fm = (wt * f).sum(0)
         fv = (wt * (f - fm) ** 2).sum(0)
         out[f"fmean_{bb.name}"] = fm.numpy().astype(np.float16)
@@ -109,6 +125,13 @@ def _compute_pair(cfg: TrainConfig, rec: PairRecord, panel: torch.nn.ModuleList)
         out[f"fsq_{bb.name}"] = (f.double() ** 2).sum(dim=(0, 2, 3)).numpy()
         out[f"fcount_{bb.name}"] = np.asarray([f.shape[0] * f.shape[2] * f.shape[3]], np.float64)
     return out
+
+
+def _cell_weights(cfg: TrainConfig, prior: np.ndarray, w: np.ndarray, grid: torch.Size) -> torch.Tensor:
+    """Teacher weights on a feature grid, (N, 1, 1, 1) for the mean or (N, 1, gh, gw) for the selection."""
+    if cfg.target == "select":
+        return torch.from_numpy(pool_weights(np.ascontiguousarray(w), (grid[0], grid[1]))).unsqueeze(1)
+    return torch.from_numpy(prior).view(-1, 1, 1, 1)
 
 
 def build_cache(cfg: TrainConfig, pairs: list[PairRecord], progress: bool = True) -> Path:
@@ -129,7 +152,7 @@ def build_cache(cfg: TrainConfig, pairs: list[PairRecord], progress: bool = True
     folder = cache_folder(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "cache.json").write_text(json.dumps({"teachers": cfg.teacher_weight_map(), "backbones": list(cfg.backbones),
-                                                    "teacher_split": cfg.teacher_split}, indent=1))
+                                                    "teacher_split": cfg.teacher_split, **_target_ident(cfg)}, indent=1))
     todo = [r for r in pairs if not _pair_file(folder, r).is_file()]
     panel = build_panel(cfg.backbones) if cfg.backbones else torch.nn.ModuleList()
     missing = 0
