@@ -85,7 +85,7 @@ def installed_package(request) -> str:
 
     try:
         return get_package_prefix(PACKAGE)
-    except PackageNotFoundError:
+    except (PackageNotFoundError, OSError):       # OSError: AMENT_PREFIX_PATH unset, nothing is sourced
         pass
     ws = request.getfixturevalue("colcon_workspace")
     saved = dict(os.environ)
