@@ -49,7 +49,8 @@ def load_groups(data_root: str | Path, names: tuple[str, ...] | None = None,
         names: group paths to load (default: all of :data:`GROUPS` present).
         max_frames: keep at most this many frames per group (evenly spaced).
     """
-    from fusion_ros.eval.data import find_pairs, read_ir, read_vis
+    from fusion_ros.io.images import read_ir, read_vis
+    from fusion_ros.io.pairs import find_pairs
 
     root = Path(data_root)
     # One pair or clip folder is a group of its own; otherwise the known groups under the data folder.

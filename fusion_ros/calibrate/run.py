@@ -82,7 +82,8 @@ def iter_frames(req: CalibrateRequest) -> Iterator[tuple[np.ndarray, np.ndarray]
                 break
             yield agc(pair.thermal), pair.rgb
         return
-    from fusion_ros.eval.data import find_pairs, read_ir, read_vis
+    from fusion_ros.io.images import read_ir, read_vis
+    from fusion_ros.io.pairs import find_pairs
 
     pairs = find_pairs(req.pairs)
     if len(pairs) > req.max_frames:

@@ -16,7 +16,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from fusion_ros.errors import ConfigError, FusionError
-from fusion_ros.eval.data import Pair, find_pairs, iter_frames, read_ir, read_vis, write_rgb
+from fusion_ros.io.clips import iter_frames, list_frames
+from fusion_ros.io.images import read_ir, read_vis, write_rgb
+from fusion_ros.io.pairs import Pair, find_pairs
 
 __all__ = ["StudentConfig", "make_fuser", "fuse_pair", "fuse_pairs", "iter_fused_clip", "fuse_video", "check_output_folder"]
 
@@ -175,8 +177,6 @@ def fuse_video(ir_src: str | Path, vi_src: str | Path, out_dir: str | Path, fuse
     written = []
     total = None
     if Path(vi_src).is_dir():
-        from fusion_ros.eval.data import list_frames
-
         total = len(list_frames(vi_src))
     for name, _, _, fused in _progress(iter_fused_clip(ir_src, vi_src, fuser), total, "fuse", progress):
         path = out_dir / f"{name}.png"

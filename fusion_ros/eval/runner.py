@@ -30,8 +30,10 @@ import numpy as np
 
 from fusion_ros.errors import ConfigError, FusionError
 from fusion_ros.eval import metrics as M
-from fusion_ros.eval.data import Pair, find_clips, find_output, find_pairs, iter_frames, read_ir, read_rgb_or_gray, \
-    read_vis, recolour
+from fusion_ros.eval.data import find_output, recolour
+from fusion_ros.io.clips import find_clips, iter_frames
+from fusion_ros.io.images import read_ir, read_rgb_or_gray, read_vis
+from fusion_ros.io.pairs import Pair, find_pairs
 
 __all__ = ["Method", "EvalConfig", "parse_method", "prepare_methods", "method_output", "as_rgb", "evaluate_pairs", "evaluate_video", "evaluate_detection",
            "BASELINES"]

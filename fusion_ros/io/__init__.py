@@ -1,1 +1,2 @@
-"""Reading recorded data (ROS-free): rosbag2 files through ``rosbags``, decoded with the node's codec."""
+"""Data on disk, ROS-free: image files (``images``), pair folders (``pairs``), clips as frame folders or videos
+(``clips``), and rosbag2 recordings read and written through ``rosbags`` (``bag``)."""

@@ -1,8 +1,8 @@
 """rosbag2 (mcap or sqlite3) -> aligned training pairs, with the node's pairing rule.
 
-Messages of the two topics are read in recording order, decoded with the node's codec and fed to the node's
-:class:`~fusion_ros.pipeline.stream.FusionStream` (header stamps for pairing, the bag's log time as arrival
-time). Each pair is written as the network would see it when the node fuses it
+Messages of the two topics are read in recording order (:func:`fusion_ros.io.bag.read_messages`), decoded with
+the node's codec and fed to the node's :class:`~fusion_ros.pipeline.stream.FusionStream` (header stamps for
+pairing, the bag's log time as arrival time). Each pair is written as the network would see it when the node fuses it
 (:meth:`FusionStream.network_inputs`: the node's AGC, once per fused pair, and registration), so the pairs are
 the node's by construction. A malformed message is skipped and counted. Output: ``<out>/ir/<i>.png`` (8-bit) and ``<out>/vi/<i>.png``
 (RGB), numbered in RGB stamp order, so the folder is both a pair folder and a frame-folder clip for
@@ -20,31 +20,9 @@ import numpy as np
 
 from fusion_ros.errors import FusionError
 
-__all__ = ["extract_pairs", "read_image_messages"]
+__all__ = ["extract_pairs"]
 
 log = logging.getLogger(__name__)
-
-
-def read_image_messages(bag: str | Path, topics: list[str]):
-    """Yield ``(topic, log_time_s, msg)`` for the ``sensor_msgs/msg/Image`` messages of ``topics``, in log order."""
-    from rosbags.highlevel import AnyReader
-    from rosbags.typesys import Stores, get_typestore
-
-    path = Path(bag)
-    if not path.exists():
-        raise FusionError(f"bag '{path}' does not exist; pass a rosbag2 folder or an .mcap/.db3 file")
-    typestore = get_typestore(Stores.ROS2_JAZZY)
-    with AnyReader([path], default_typestore=typestore) as reader:
-        conns = [c for c in reader.connections if c.topic in topics]
-        found = {c.topic for c in conns}
-        missing = [t for t in topics if t not in found]
-        if missing:
-            have = sorted({c.topic for c in reader.connections})
-            raise FusionError(f"topic(s) {missing} not in bag '{path}'; it has {have}")
-        for conn, t_ns, raw in reader.messages(connections=conns):
-            if conn.msgtype != "sensor_msgs/msg/Image":
-                raise FusionError(f"topic {conn.topic} has type {conn.msgtype}; expected sensor_msgs/msg/Image")
-            yield conn.topic, t_ns * 1e-9, reader.deserialize(raw, conn.msgtype)
 
 
 def extract_pairs(bag: str | Path, thermal_topic: str, rgb_topic: str, out: str | Path, slop_s: float = 0.05,
@@ -66,6 +44,7 @@ def extract_pairs(bag: str | Path, thermal_topic: str, rgb_topic: str, out: str 
     """
     from tqdm import tqdm
 
+    from fusion_ros.io.bag import IMAGE_TYPE, read_messages
     from fusion_ros.pipeline.fuser import Fuser, FuserConfig
     from fusion_ros.pipeline.stream import FusionStream
     from fusion_ros.pipeline.sync import SyncConfig
@@ -100,8 +79,9 @@ def extract_pairs(bag: str | Path, thermal_topic: str, rgb_topic: str, out: str 
             rows.append({"name": name, "rgb_stamp": f"{job.stamp:.9f}", "thermal_stamp": f"{job.thermal_stamp:.9f}"})
 
     bar = tqdm(desc="bag", unit="msg", disable=not progress)
-    for topic, t_log, msg in read_image_messages(bag, [thermal_topic, rgb_topic]):
+    for topic, t_ns, msg in read_messages(bag, {thermal_topic: IMAGE_TYPE, rgb_topic: IMAGE_TYPE}):
         bar.update(1)
+        t_log = t_ns * 1e-9
         is_thermal = topic == thermal_topic
         try:
             img = thermal_from_message(msg) if is_thermal else np.ascontiguousarray(rgb_from_message(msg))

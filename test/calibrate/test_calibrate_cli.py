@@ -15,7 +15,8 @@ pytest.importorskip("rosbags", reason="bag input needs the rosbags package")
 from fusion_ros.calibrate.benchmark import misregister, render_board  # noqa: E402
 from fusion_ros.calibrate.commands import EPILOG  # noqa: E402
 from fusion_ros.cli import main  # noqa: E402
-from fusion_ros.eval.data import find_pairs, read_ir, read_vis  # noqa: E402
+from fusion_ros.io.images import read_ir, read_vis  # noqa: E402
+from fusion_ros.io.pairs import find_pairs  # noqa: E402
 from fusion_ros.pipeline import image_codec as ic  # noqa: E402
 from fusion_ros.pipeline.registration_estimate import corner_error  # noqa: E402
 
@@ -89,7 +90,7 @@ def test_bad_flags_give_one_clear_line(drive_bag, tmp_path, capsys):
     assert main(base) == 1
     assert "--bag needs --rgb-topic and --thermal-topic" in capsys.readouterr().err
     assert main(base + ["--thermal-topic", "/nope", "--quiet"]) == 1
-    assert "topic '/nope' not in bag" in capsys.readouterr().err
+    assert "topic '/nope' not in the bag" in capsys.readouterr().err
     assert main(base + ["--thermal-topic", THERMAL_TOPIC, "--target", "checkerboard", "--quiet"]) == 1
     assert "--board COLSxROWS" in capsys.readouterr().err
     assert not list(tmp_path.glob("c.*"))

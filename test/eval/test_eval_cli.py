@@ -13,7 +13,7 @@ import pytest
 from fusion_ros.cli import main
 from fusion_ros.errors import ConfigError
 from fusion_ros.eval import metrics as M
-from fusion_ros.eval.data import find_pairs
+from fusion_ros.io.pairs import find_pairs
 from fusion_ros.eval.runner import parse_method
 
 SHARED = Path(os.environ.get("FUSION_ROS_SHARED", Path(__file__).resolve().parents[2] / ".." / "shared"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 
-import cv2
 import numpy as np
 import pytest
 
@@ -95,7 +94,7 @@ def test_extracted_pairs_are_what_the_node_fuses_from_the_same_bag(tmp_path):
     from fusion_ros.pipeline.fuser import Fuser
     from fusion_ros.pipeline.stream import FusionStream
     from fusion_ros.pipeline.sync import SyncConfig
-    from fusion_ros.train.bag import read_image_messages
+    from fusion_ros.io.bag import IMAGE_TYPE, read_messages
 
     rng = np.random.default_rng(0)
     rgb_t = [50.0 + i / 30.0 for i in range(24)]
@@ -127,8 +126,8 @@ def test_extracted_pairs_are_what_the_node_fuses_from_the_same_bag(tmp_path):
 
     stream = FusionStream(Fuser(Recorder()), sync_cfg=SyncConfig(approximate_sync_slop_s=0.1, queue_size=100,
                                                                    sync_max_wait_s=10.0))
-    for topic, t_log, msg in read_image_messages(bag, ["/thermal/image_raw", "/rgb/image_raw"]):
-        stamp = ic.stamp_seconds(msg.header.stamp)
+    for topic, t_ns, msg in read_messages(bag, {"/thermal/image_raw": IMAGE_TYPE, "/rgb/image_raw": IMAGE_TYPE}):
+        stamp, t_log = ic.stamp_seconds(msg.header.stamp), t_ns * 1e-9
         jobs = (stream.add_thermal(stamp, ic.thermal_from_message(msg), now=t_log) if topic == "/thermal/image_raw"
                 else stream.add_rgb(stamp, ic.rgb_from_message(msg), now=t_log))
         stream.run(jobs)
