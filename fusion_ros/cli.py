@@ -20,10 +20,10 @@ __all__ = ["main", "build_parser"]
 COMMAND_MODULES = (
     "fusion_ros.export.commands",    # export
     "fusion_ros.engine.commands",    # build-engine
-    "fusion_ros.eval.commands",      # fuse, eval
-    "fusion_ros.eval.bench",         # bench
+    "fusion_ros.eval.commands",      # fuse, bag fuse, eval
     "fusion_ros.train.commands",     # train, teachers
-    "fusion_ros.ros.commands",       # demo, bag
+    "fusion_ros.tools.commands",     # demo
+    "fusion_ros.tools.bench",        # bench
     "fusion_ros.calibrate.commands", # calibrate
 )
 

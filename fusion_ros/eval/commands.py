@@ -1,7 +1,4 @@
-"""CLI commands of this stage (registered by fusion_ros.cli): ``fuse`` and ``eval``.
-
-(``bench`` lives in fusion_ros.eval.bench and registers itself.)
-"""
+"""CLI commands of this stage (registered by fusion_ros.cli): ``fuse``, ``bag fuse`` and ``eval``."""
 
 from __future__ import annotations
 
@@ -17,6 +14,11 @@ FUSE_EPILOG = """examples:
   fusion-ros fuse --pairs ../shared/data/pairs/dev --out out/dev --model models/fusion_default.onnx
   fusion-ros fuse --video ../shared/data/video/dev/0111_1753/ir ../shared/data/video/dev/0111_1753/vi --out out/clip
   fusion-ros fuse --video ir.mp4 vi.mp4 --out out/clip --no-memory
+"""
+
+BAG_EPILOG = """examples:
+  fusion-ros bag fuse in_bag out_bag --rgb-topic /camera/image_raw --thermal-topic /thermal/image_raw
+  fusion-ros bag fuse in.mcap out_bag --rgb-topic /cam/image_raw --thermal-topic /lwir/image_raw --set inference_size=[320,240]
 """
 
 EVAL_EPILOG = """methods (--methods, any number):
@@ -56,6 +58,16 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bag_fuse(args: argparse.Namespace) -> int:
+    from fusion_ros.config import parse_set_args
+    from fusion_ros.eval.bag_fuse import fuse_bag
+
+    result = fuse_bag(args.input, args.output, rgb_topic=args.rgb_topic, thermal_topic=args.thermal_topic,
+                      info_topic=args.info_topic, out_topic=args.out_topic, overrides=parse_set_args(args.set))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from fusion_ros.errors import ConfigError
     from fusion_ros.eval.report import markdown_tables, to_json, write_report
@@ -90,7 +102,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    """Add ``fuse`` and ``eval`` to the ``fusion-ros`` parser."""
+    """Add ``fuse``, ``bag`` (``bag fuse``) and ``eval`` to the ``fusion-ros`` parser."""
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
     class _Fmt(fmt, argparse.RawDescriptionHelpFormatter):
@@ -112,6 +124,23 @@ def register(subparsers) -> None:
     p.add_argument("--no-memory", action="store_true", help="fuse every video frame on its own (no streaming memory)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fuse)
+
+    bag = subparsers.add_parser("bag", help="offline tools on rosbag2 recordings", formatter_class=_Fmt,
+                                epilog=BAG_EPILOG)
+    bag_sub = bag.add_subparsers(dest="bag_command", metavar="<bag command>")
+    f = bag_sub.add_parser("fuse", help="fuse a recorded bag into a new bag (fused image + camera_info)",
+                           description="Pair, fuse and write fused/image_raw + fused/camera_info with the RGB headers, "
+                                       "through the same pipeline as the node.",
+                           formatter_class=_Fmt, epilog=BAG_EPILOG)
+    f.add_argument("input", help="input rosbag2 (folder, .db3 or .mcap)")
+    f.add_argument("output", help="output rosbag2 folder (must not exist)")
+    f.add_argument("--rgb-topic", required=True, help="RGB image topic")
+    f.add_argument("--thermal-topic", required=True, help="thermal image topic")
+    f.add_argument("--info-topic", default="", help="RGB camera_info topic (default: <rgb ns>/camera_info if present)")
+    f.add_argument("--out-topic", default="/fused/image_raw", help="fused image topic written")
+    f.add_argument("--set", action="append", metavar="KEY=VALUE", help="node parameter override (the node's names)")
+    f.set_defaults(func=_cmd_bag_fuse)
+    bag.set_defaults(func=lambda a: (bag.print_help(), 2)[1])
 
     e = subparsers.add_parser("eval", help="fusion metrics, flicker and detector mAP of methods, side by side",
                               formatter_class=_Fmt, epilog=EVAL_EPILOG)

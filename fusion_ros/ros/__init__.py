@@ -1,1 +1,2 @@
-"""ros stage."""
+"""The ROS 2 node: the lifecycle node (``node``), its parameters (``params``) and its message helpers
+(``messages``)."""

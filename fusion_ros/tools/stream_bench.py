@@ -193,8 +193,8 @@ def _role_player(a: argparse.Namespace) -> dict:
     from sensor_msgs.msg import CameraInfo, Image
 
     from fusion_ros.pipeline import image_codec as ic
-    from fusion_ros.pipeline.scene import NightScene, SceneConfig
-    from fusion_ros.ros.player import DRIVER_QOS, camera_info_msg, image_msg
+    from fusion_ros.tools.scene import NightScene, SceneConfig
+    from fusion_ros.tools.player import DRIVER_QOS, camera_info_msg, image_msg
 
     scene = list(NightScene(SceneConfig(rgb_size=(a.width, a.height), thermal_size=(320, 256), frames=16)))
     rgb = [image_msg(ic.from_rgb(r, "bgr8"), "bgr8", "rgb_camera") for _, r, _ in scene]

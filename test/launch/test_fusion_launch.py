@@ -34,7 +34,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 
-from fusion_ros.pipeline.scene import NightScene, SceneConfig  # noqa: E402
+from fusion_ros.tools.scene import NightScene, SceneConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 NS = "/launch_test"

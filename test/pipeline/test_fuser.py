@@ -8,7 +8,7 @@ import pytest
 
 from fusion_ros.errors import ConfigError, ShapeError
 from fusion_ros.pipeline import Fuser, FuserConfig
-from fusion_ros.pipeline.scene import NightScene, SceneConfig, pedestrian_boxes
+from fusion_ros.tools.scene import NightScene, SceneConfig, pedestrian_boxes
 
 pytest.importorskip("onnxruntime", reason="the Fuser tests run the shipped model with ONNX Runtime")
 

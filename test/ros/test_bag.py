@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("rosbags", reason="bag fuse needs the rosbags package")
 
 from fusion_ros.pipeline import image_codec as ic  # noqa: E402
-from fusion_ros.pipeline.scene import NightScene, SceneConfig  # noqa: E402
-from fusion_ros.ros.bag import fuse_bag, read_bag_frames  # noqa: E402
+from fusion_ros.eval.bag_fuse import fuse_bag  # noqa: E402
+from fusion_ros.tools.scene import NightScene, SceneConfig  # noqa: E402
 
 
 def _write_bag(path, storage):
@@ -71,6 +71,8 @@ def test_bag_fuse_writes_fused_with_rgb_headers(tmp_path, storage):
     assert got == stamps
     assert all(m.header.frame_id == "cam" and m.encoding == "bgr8" and (m.width, m.height) == (160, 120) for m in imgs)
     assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in infos] == stamps
+    from fusion_ros.tools.player import read_bag_frames
+
     frames = read_bag_frames(tmp_path / "in", "/camera/image_raw", "/thermal/image_raw")
     assert len(frames) == 12 and frames.thermal[0].dtype == np.uint16
 
@@ -111,7 +113,7 @@ def test_bag_fuse_keeps_fusing_a_looped_recording(tmp_path):
 
 
 def test_bag_fuse_interrupted_leaves_nothing_and_reruns(tmp_path, monkeypatch):
-    import fusion_ros.ros.bag as bag
+    import fusion_ros.eval.bag_fuse as bag
 
     _write_bag(tmp_path / "in", "mcap")
     before = _tree_hashes(tmp_path / "in")

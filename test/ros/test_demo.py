@@ -11,7 +11,7 @@ pytestmark = pytest.mark.ros
 
 
 def test_demo_writes_outputs(tmp_path):
-    from fusion_ros.ros.demo import run_demo
+    from fusion_ros.tools.demo import run_demo
 
     summary = run_demo(out=tmp_path, frames=8, rgb_hz=10.0, thermal_hz=7.0,
                        params={"inference_size": [160, 120], "threads": 1, "backend": "onnxruntime"})

@@ -42,7 +42,7 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_demo_pairs_fuses_each_rgb_image_with_its_own_thermal_image(tmp_path):
     _need(PAIRS)
-    from fusion_ros.ros.demo import run_demo
+    from fusion_ros.tools.demo import run_demo
 
     n = len(list((PAIRS / "vi").iterdir()))
     # The CLI defaults (15 Hz RGB, 9 Hz thermal): the thermal camera ticks at other instants than the RGB one.
@@ -60,7 +60,7 @@ def test_demo_pairs_fuses_each_rgb_image_with_its_own_thermal_image(tmp_path):
 
 def test_demo_video_frames_limit(tmp_path):
     _need(CLIP)
-    from fusion_ros.ros.demo import run_demo
+    from fusion_ros.tools.demo import run_demo
 
     summary = run_demo(out=tmp_path, video=[str(CLIP / "ir.mp4"), str(CLIP / "vi.mp4")], frames=6, rgb_hz=10.0,
                        thermal_hz=7.0, params=PARAMS)
@@ -75,10 +75,10 @@ def test_demo_bag_from_a_written_mcap(tmp_path):
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     from fusion_ros.pipeline import image_codec as ic
-    from fusion_ros.ros.bag import _typestore
-    from fusion_ros.ros.demo import run_demo
+    from fusion_ros.io.bag import typestore
+    from fusion_ros.tools.demo import run_demo
 
-    store = _typestore()
+    store = typestore()
     Image, Header, Time = (store.types[t] for t in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
                                                      "builtin_interfaces/msg/Time"))
     caps = [cv2.VideoCapture(str(CLIP / n)) for n in ("ir.mp4", "vi.mp4")]
@@ -106,7 +106,7 @@ def test_demo_bag_from_a_written_mcap(tmp_path):
 
 
 def test_player_sends_every_frame_once(ros_context):
-    from fusion_ros.ros.player import Frames, PlayerNode, load_frames
+    from fusion_ros.tools.player import Frames, PlayerNode, load_frames
 
     # At 49 Hz, i / 49 * 49 falls just below i for i = 1, 2, 4: a plain int() repeated frames and skipped others.
     src = load_frames(frames=8, rgb_size=(64, 48), thermal_size=(32, 24))

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from fusion_ros.pipeline import image_codec as ic
-from fusion_ros.ros.player import PlayerNode, RecorderNode, image_msg, load_frames
-from fusion_ros.ros.transport_bench import terminate_process
+from fusion_ros.tools.player import PlayerNode, RecorderNode, image_msg, load_frames
+from fusion_ros.tools.transport_bench import terminate_process
 
 pytestmark = pytest.mark.ros
 

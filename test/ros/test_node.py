@@ -11,7 +11,7 @@ import pytest
 from rclpy.parameter import Parameter
 
 from fusion_ros.ros.node import FusionNode
-from fusion_ros.ros.player import PlayerNode, RecorderNode, load_frames
+from fusion_ros.tools.player import PlayerNode, RecorderNode, load_frames
 
 pytestmark = pytest.mark.ros
 
@@ -186,7 +186,7 @@ def test_registration_error_follows_an_injected_thermal_shift(ros_context, spin,
     """Real aligned frames with the thermal image shifted 8 px right: the live estimate reads 8 +- 2 px and warns."""
     import cv2
 
-    from fusion_ros.ros.player import Frames
+    from fusion_ros.tools.player import Frames
 
     clip = load_frames(pairs=str(shared_dir / "data" / "video" / "dev" / "0111_1753"), frames=10)
     shift = np.float32([[1, 0, 8], [0, 1, 0]])

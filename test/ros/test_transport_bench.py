@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from fusion_ros.errors import ConfigError
-from fusion_ros.ros.transport_bench import DEFAULT_PROFILE, run_transport_bench
+from fusion_ros.tools.transport_bench import DEFAULT_PROFILE, run_transport_bench
 
 pytestmark = pytest.mark.ros
 

@@ -57,7 +57,7 @@ def run_demo(out: str | Path = "demo_out", pairs: str | None = None, video: Sequ
 
     from fusion_ros.pipeline import image_codec as ic
     from fusion_ros.ros.node import FusionNode
-    from fusion_ros.ros.player import Frames, PlayerNode, RecorderNode, load_frames
+    from fusion_ros.tools.player import Frames, PlayerNode, RecorderNode, load_frames, read_bag_frames
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,8 +65,6 @@ def run_demo(out: str | Path = "demo_out", pairs: str | None = None, video: Sequ
     if profile.is_file():
         os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
     if bag:
-        from fusion_ros.ros.bag import read_bag_frames
-
         src = read_bag_frames(bag, rgb_topic, thermal_topic, max_frames=frames)
     else:
         src = load_frames(pairs=pairs, video=video, frames=frames, fps=rgb_hz)

@@ -1,9 +1,9 @@
-"""CLI commands of the ROS stage (registered by fusion_ros.cli): ``demo`` and ``bag fuse``."""
+"""CLI command of the tools (registered by fusion_ros.cli): ``demo``. (``bench`` registers itself in
+fusion_ros.tools.bench.)"""
 
 from __future__ import annotations
 
 import argparse
-import json
 
 __all__ = ["register"]
 
@@ -13,15 +13,9 @@ DEMO_EPILOG = """examples:
   fusion-ros demo --video ../shared/data/video/train/0113_1714/ir.mp4 ../shared/data/video/train/0113_1714/vi.mp4 --frames 45
 """
 
-BAG_EPILOG = """examples:
-  fusion-ros bag fuse in_bag out_bag --rgb-topic /camera/image_raw --thermal-topic /thermal/image_raw
-  fusion-ros bag fuse in.mcap out_bag --rgb-topic /cam/image_raw --thermal-topic /lwir/image_raw --set inference_size=[320,240]
-"""
-
-
 def _demo(args: argparse.Namespace) -> int:
     from fusion_ros.config import parse_set_args
-    from fusion_ros.ros.demo import run_demo
+    from fusion_ros.tools.demo import run_demo
 
     params = parse_set_args(args.set)
     if args.backend:
@@ -42,22 +36,12 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bag_fuse(args: argparse.Namespace) -> int:
-    from fusion_ros.config import parse_set_args
-    from fusion_ros.ros.bag import fuse_bag
-
-    result = fuse_bag(args.input, args.output, rgb_topic=args.rgb_topic, thermal_topic=args.thermal_topic,
-                      info_topic=args.info_topic, out_topic=args.out_topic, overrides=parse_set_args(args.set))
-    print(json.dumps(result, indent=2))
-    return 0
-
-
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults shown, epilog examples kept line by line."""
 
 
 def register(subparsers) -> None:
-    """Add ``demo`` and ``bag`` (``bag fuse``) to the ``fusion-ros`` parser."""
+    """Add ``demo`` to the ``fusion-ros`` parser."""
     fmt = _Formatter
     p = subparsers.add_parser("demo", help="run the node on a built-in night scene (or your data) and write videos",
                               description="Start the fusion node, a player and a recorder over real ROS 2 topics; "
@@ -65,8 +49,8 @@ def register(subparsers) -> None:
                               epilog=DEMO_EPILOG, formatter_class=fmt)
     p.add_argument("--out", default="demo_out", help="output folder")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--pairs", metavar="DIR", help="image pairs folder with ir/ and vi/ (same file names)")
-    src.add_argument("--video", nargs=2, metavar=("IR", "VI"), help="registered IR and visible video files")
+    src.add_argument("--pairs", metavar="DIR", help="image pairs folder with ir/ and vi/ (same stems)")
+    src.add_argument("--video", nargs=2, metavar=("IR", "VI"), help="registered IR and visible clip: two video files or two frame folders")
     src.add_argument("--bag", metavar="PATH", help="rosbag2 (sqlite3 or mcap) with RGB and thermal topics")
     p.add_argument("--rgb-topic", default="/camera/image_raw", help="RGB topic in --bag")
     p.add_argument("--thermal-topic", default="/thermal/image_raw", help="thermal topic in --bag")
@@ -77,20 +61,3 @@ def register(subparsers) -> None:
     p.add_argument("--model-path", default="", help="node parameter 'model_path' (empty = shipped lite model)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any node parameter, e.g. inference_size=[320,240]")
     p.set_defaults(func=_demo)
-
-    bag = subparsers.add_parser("bag", help="offline tools on rosbag2 recordings", formatter_class=fmt,
-                                epilog=BAG_EPILOG)
-    bag_sub = bag.add_subparsers(dest="bag_command", metavar="<bag command>")
-    f = bag_sub.add_parser("fuse", help="fuse a recorded bag into a new bag (fused image + camera_info)",
-                           description="Pair, fuse and write fused/image_raw + fused/camera_info with the RGB headers, "
-                                       "through the same pipeline as the node.",
-                           formatter_class=fmt, epilog=BAG_EPILOG)
-    f.add_argument("input", help="input rosbag2 (folder, .db3 or .mcap)")
-    f.add_argument("output", help="output rosbag2 folder (must not exist)")
-    f.add_argument("--rgb-topic", required=True, help="RGB image topic")
-    f.add_argument("--thermal-topic", required=True, help="thermal image topic")
-    f.add_argument("--info-topic", default="", help="RGB camera_info topic (default: <rgb ns>/camera_info if present)")
-    f.add_argument("--out-topic", default="/fused/image_raw", help="fused image topic written")
-    f.add_argument("--set", action="append", metavar="KEY=VALUE", help="node parameter override (same names)")
-    f.set_defaults(func=_bag_fuse)
-    bag.set_defaults(func=lambda a: (bag.print_help(), 2)[1])

@@ -1,7 +1,7 @@
 """Cross-process transport benchmark: best-effort images between separate processes, with and without the
 shipped Fast DDS shared-memory profile (``config/fastdds_shm.xml``).
 
-Every role runs as a fresh ``python -m fusion_ros.ros.transport_bench <role>`` subprocess with its own
+Every role runs as a fresh ``python -m fusion_ros.tools.transport_bench <role>`` subprocess with its own
 environment, because Fast DDS reads its profile once per process, when the first participant is created:
 the "default" setting removes every Fast DDS profile variable (Fast DDS's built-in transports: UDPv4 + a
 512 KB shared-memory segment), the profile setting points ``FASTDDS_DEFAULT_PROFILES_FILE`` at the profile.
@@ -58,7 +58,7 @@ def _env(profile: str | None, domain_id: int) -> dict:
 
 
 def _spawn(role_args: list[str], env: dict, stdin: bool = False) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fusion_ros.ros.transport_bench", *role_args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "fusion_ros.tools.transport_bench", *role_args], env=env,
                             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -200,8 +200,8 @@ def _frames(width: int, height: int, encoding: str, n: int = 8):
     """A few frames of the procedural night scene (image content does not change the transport cost much, but
     real structure keeps any content-dependent transport behaviour in play)."""
     from fusion_ros.pipeline import image_codec as ic
-    from fusion_ros.pipeline.scene import NightScene, SceneConfig
-    from fusion_ros.ros.player import image_msg
+    from fusion_ros.tools.scene import NightScene, SceneConfig
+    from fusion_ros.tools.player import image_msg
 
     scene = list(NightScene(SceneConfig(rgb_size=(width, height), thermal_size=(320, 256), frames=n)))
     rgb = [image_msg(ic.from_rgb(r, encoding), encoding, "rgb_camera") for _, r, _ in scene]
@@ -293,7 +293,7 @@ def _role_player(a: argparse.Namespace) -> dict:
     import rclpy
     from sensor_msgs.msg import CameraInfo, Image
 
-    from fusion_ros.ros.player import DRIVER_QOS, camera_info_msg
+    from fusion_ros.tools.player import DRIVER_QOS, camera_info_msg
 
     rgb, th = _frames(a.width, a.height, a.encoding)
     node = rclpy.create_node("transport_bench_player")
@@ -368,7 +368,7 @@ def _role_recorder(a: argparse.Namespace) -> dict:
 
 
 def _main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fusion_ros.ros.transport_bench")
+    ap = argparse.ArgumentParser(prog="python -m fusion_ros.tools.transport_bench")
     ap.add_argument("role", choices=("pub", "sub", "player", "recorder"))
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--rate", type=float, default=30.0)

@@ -2,11 +2,13 @@
 
 The player publishes ``rgb/image_raw`` + ``rgb/camera_info`` at the RGB rate and ``thermal/image_raw`` at its own
 rate and size, like two unsynchronised cameras: each message is stamped with the current ROS time when it is
-sent. Frame sources: the procedural night scene (default), image pairs, a video pair; see :func:`load_frames`.
+sent. Frame sources: the procedural night scene (default), image pairs, a video pair (see :func:`load_frames`),
+a recorded bag (:func:`read_bag_frames`).
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass
@@ -20,10 +22,13 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
-from fusion_ros.errors import ConfigError
+from fusion_ros.errors import ConfigError, FusionError
+from fusion_ros.io.clips import iter_frames, video_fps
+from fusion_ros.io.images import read_ir, read_vis
+from fusion_ros.io.pairs import find_pairs
 from fusion_ros.pipeline import image_codec as ic
 
-__all__ = ["Frames", "load_frames", "PlayerNode", "RecorderNode", "image_msg", "camera_info_msg"]
+__all__ = ["Frames", "load_frames", "read_bag_frames", "PlayerNode", "RecorderNode", "image_msg", "camera_info_msg"]
 
 DRIVER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -45,41 +50,14 @@ def load_frames(pairs: str | None = None, video: Sequence[str] | None = None, fr
                 fps: float = 30.0, seed: int = 0) -> Frames:
     """Load a paired sequence: the night scene (default), ``pairs`` dir (ir/ + vi/), or ``video`` (IR, VI).
 
-    Image pairs and video frames are 8-bit: the thermal is published as mono8; the scene's is 16-bit (mono16).
+    Files are read by :mod:`fusion_ros.io` at their bit depth: 8-bit thermal is published as mono8, 16-bit (and
+    the scene's) as mono16.
     """
     if pairs:
-        root = Path(pairs)
-        ir_dir, vi_dir = root / "ir", root / "vi"
-        if not ir_dir.is_dir() or not vi_dir.is_dir():
-            raise ConfigError(f"--pairs {root}: expected sub-folders ir/ and vi/ with matching file names")
-        names = sorted(p.name for p in vi_dir.iterdir() if (ir_dir / p.name).exists())[:frames]
-        if not names:
-            raise ConfigError(f"--pairs {root}: no file in vi/ has a partner in ir/")
-        th = [cv2.imread(str(ir_dir / n), cv2.IMREAD_GRAYSCALE) for n in names]
-        vi = [cv2.cvtColor(cv2.imread(str(vi_dir / n), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for n in names]
-        # Pairs of one folder may differ in size; the stream needs one size: use the first pair's.
-        w, h = vi[0].shape[1] // 2 * 2, vi[0].shape[0]
-        vi = [cv2.resize(v, (w, h)) for v in vi]
-        th = [cv2.resize(t, (w, h)) for t in th]
-        return Frames(th, vi, fps)
+        return _pair_frames(Path(pairs), frames, fps)
     if video:
-        ir_path, vi_path = video
-        caps = [cv2.VideoCapture(str(p)) for p in (ir_path, vi_path)]
-        if not all(c.isOpened() for c in caps):
-            raise ConfigError(f"--video {ir_path} {vi_path}: cannot open both files")
-        vfps = caps[1].get(cv2.CAP_PROP_FPS) or fps
-        th, vi = [], []
-        while len(vi) < frames:
-            ok_t, t = caps[0].read()
-            ok_v, v = caps[1].read()
-            if not (ok_t and ok_v):
-                break
-            th.append(cv2.cvtColor(t, cv2.COLOR_BGR2GRAY))
-            vi.append(cv2.cvtColor(v, cv2.COLOR_BGR2RGB))
-        if not vi:
-            raise ConfigError(f"--video {ir_path} {vi_path}: no frame could be read")
-        return Frames(th, vi, float(vfps))
-    from fusion_ros.pipeline.scene import NightScene, SceneConfig
+        return _video_frames(video[0], video[1], frames, fps)
+    from fusion_ros.tools.scene import NightScene, SceneConfig
 
     scene = NightScene(SceneConfig(rgb_size=rgb_size, thermal_size=thermal_size, fps=fps, frames=frames, seed=seed))
     th, vi = [], []
@@ -87,6 +65,49 @@ def load_frames(pairs: str | None = None, video: Sequence[str] | None = None, fr
         th.append(t)
         vi.append(r)
     return Frames(th, vi, fps)
+
+
+def _pair_frames(root: Path, frames: int, fps: float) -> Frames:
+    try:
+        found = find_pairs(root)[:frames]
+    except FusionError as exc:
+        raise ConfigError(f"--pairs {root}: {exc}") from None
+    th = [read_ir(p.ir_path) for p in found]
+    vi = [read_vis(p.vi_path) for p in found]
+    # Pairs of one folder may differ in size; the stream needs one size: use the first pair's.
+    w, h = vi[0].shape[1] // 2 * 2, vi[0].shape[0]
+    return Frames([cv2.resize(t, (w, h)) for t in th], [cv2.resize(v, (w, h)) for v in vi], fps)
+
+
+def _video_frames(ir_path: str, vi_path: str, frames: int, fps: float) -> Frames:
+    try:
+        vfps = video_fps(vi_path) or fps
+        pairs = zip(iter_frames(ir_path, "ir"), iter_frames(vi_path, "vi"))
+        th, vi = [], []
+        for (_, t), (_, v) in itertools.islice(pairs, frames):
+            th.append(t)
+            vi.append(v)
+    except FusionError as exc:
+        raise ConfigError(f"--video {ir_path} {vi_path}: {exc}") from None
+    if not vi:
+        raise ConfigError(f"--video {ir_path} {vi_path}: no frame could be read")
+    return Frames(th, vi, vfps)
+
+
+def read_bag_frames(path: str | Path, rgb_topic: str, thermal_topic: str, max_frames: int = 1000) -> Frames:
+    """The first ``max_frames`` RGB frames of a bag that have a thermal partner, paired as the node pairs them.
+
+    Returns:
+        :class:`Frames` at the bag's mean RGB rate (30 when it has one frame).
+    """
+    from fusion_ros.io.bag import iter_image_pairs
+
+    pairs = list(itertools.islice(iter_image_pairs(path, rgb_topic, thermal_topic), max_frames))
+    if not pairs:
+        raise ConfigError(f"no RGB frame of '{rgb_topic}' has a thermal partner on '{thermal_topic}' in {path}")
+    stamps = [p.rgb_stamp for p in pairs]
+    fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 30.0
+    return Frames([p.thermal for p in pairs], [p.rgb for p in pairs], fps)
 
 
 def image_msg(img: np.ndarray, encoding: str, frame_id: str) -> Image:

@@ -51,11 +51,11 @@ def run_node_bench(width: int = 640, height: int = 480, frames: int = 100, warmu
     from fusion_ros.engine import create_backend
     from fusion_ros.pipeline import Fuser, FusionStream
     from fusion_ros.pipeline import image_codec as ic
-    from fusion_ros.pipeline.scene import NightScene, SceneConfig
+    from fusion_ros.tools.scene import NightScene, SceneConfig
     from fusion_ros.ros import messages as M
     from fusion_ros.ros.node import PUBLISHER_QOS
     from fusion_ros.ros.params import settings_from_values
-    from fusion_ros.ros.player import camera_info_msg, image_msg
+    from fusion_ros.tools.player import camera_info_msg, image_msg
 
     settings = settings_from_values({"backend": backend, "model_path": model_path, "precision": precision,
                                      "threads": threads, "inference_size": list(inference_size),

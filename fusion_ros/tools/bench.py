@@ -1,8 +1,8 @@
-"""``fusion-ros bench``: median latency, FPS and peak memory per backend, model and resolution.
+"""``fusion-ros bench``: the inference bench per backend, model and resolution, or one of the node benches.
 
-Each (backend, model) runs in its own subprocess so its peak memory is its own and one backend's
-thread pool does not slow the next. Inputs are real-sized random frames; the memory is carried
-from frame to frame, as in the node.
+Without a mode flag each (backend, model) runs :func:`fusion_ros.engine.bench.bench_one` in its own subprocess, so
+its peak memory is its own and one backend's thread pool does not slow the next. ``--node``, ``--transport``,
+``--keep-up``, ``--soak`` and ``--startup`` run the benches of this package instead.
 """
 
 from __future__ import annotations
@@ -11,17 +11,12 @@ import argparse
 import json
 import os
 import platform
-import resource
-import statistics
 import subprocess
 import sys
-import time
 
-import numpy as np
+from fusion_ros.engine.bench import SIZES, parse_hw
 
-__all__ = ["register", "bench_one", "machine_info"]
-
-SIZES = ((480, 640), (768, 1024))
+__all__ = ["register", "machine_info"]
 
 
 def machine_info() -> dict:
@@ -46,51 +41,14 @@ def machine_info() -> dict:
     return info
 
 
-def bench_one(backend: str, model: str, sizes: list[tuple[int, int]], runs: int, warmup: int, precision: str,
-              threads: int) -> list[dict]:
-    """Time one backend/model over ``sizes`` in this process."""
-    from fusion_ros.engine import EngineConfig, create_backend
-
-    be = create_backend(EngineConfig(model_path=model, backend=backend, precision=precision, threads=threads))
-    rng = np.random.default_rng(0)
-    rows = []
-    for h, w in sizes:
-        t = rng.random((1, 1, h, w), dtype=np.float32)
-        v = rng.random((1, 3, h, w), dtype=np.float32)
-        be.reset_memory()
-        for _ in range(warmup):
-            be.infer(t, v)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            be.infer(t, v)
-            times.append(time.perf_counter() - t0)
-        med = statistics.median(times)
-        row = {**be.describe(), "model": model, "height": h, "width": w, "runs": runs, "median_ms": round(med * 1e3, 2),
-               "p90_ms": round(float(np.percentile(times, 90)) * 1e3, 2), "fps": round(1.0 / med, 1), "memory_on": True,
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-        row.pop("model_path", None)
-        if "cuda" in str(row.get("device", "")) or row["backend"] == "tensorrt":
-            import torch
-
-            row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
-        rows.append(row)
-    return rows
-
-
 def _run_isolated(args: argparse.Namespace, backend: str, model: str) -> list[dict]:
-    cmd = [sys.executable, "-m", "fusion_ros.eval.bench", "--one", backend, model, "--runs", str(args.runs), "--warmup",
+    cmd = [sys.executable, "-m", "fusion_ros.engine.bench", "--one", backend, model, "--runs", str(args.runs), "--warmup",
            str(args.warmup), "--precision", args.precision, "--threads", str(args.threads),
            "--sizes", *[f"{h}x{w}" for h, w in args.sizes]]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return [{"backend": backend, "model": model, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}]
     return json.loads(proc.stdout)
-
-
-def _parse_hw(text: str) -> tuple[int, int]:
-    h, w = (int(x) for x in text.lower().split("x"))
-    return h, w
 
 
 def _stream_bench(args: argparse.Namespace) -> dict:
@@ -117,7 +75,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = _stream_bench(args)
         args.json = True
     elif args.transport:
-        from fusion_ros.ros.transport_bench import DEFAULT_PROFILE, run_transport_bench
+        from fusion_ros.tools.transport_bench import DEFAULT_PROFILE, run_transport_bench
 
         profile = args.profile or DEFAULT_PROFILE
         settings = {"default": None, "shm_profile": profile}
@@ -130,7 +88,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                       for name, prof in settings.items()}
         args.json = True        # the transport report is JSON only
     elif args.node:
-        from fusion_ros.ros.node_bench import run_node_bench
+        from fusion_ros.tools.node_bench import run_node_bench
 
         result = {"machine": machine_info(), "node": run_node_bench(frames=args.frames, model_path=args.node_model)}
     else:
@@ -167,7 +125,7 @@ def register(subparsers) -> None:
     p.add_argument("--models", nargs="+", default=["lite", "default"], help="shipped variant names or .onnx paths")
     p.add_argument("--backends", nargs="+", default=None, choices=("tensorrt", "onnxruntime", "torch"),
                    help="default: every backend available here")
-    p.add_argument("--sizes", nargs="+", type=_parse_hw, default=list(SIZES), help="input sizes HxW")
+    p.add_argument("--sizes", nargs="+", type=parse_hw, default=list(SIZES), help="input sizes HxW")
     p.add_argument("--runs", type=int, default=50, help="timed runs per size (after warm-up)")
     p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs per size")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="fp16 applies on GPU backends")
@@ -194,19 +152,3 @@ def register(subparsers) -> None:
     p.add_argument("--frames", type=int, default=200, help="frames for --node and --transport")
     p.add_argument("--node-model", default="", help="model for --node (default: shipped lite)")
     p.set_defaults(func=cmd_bench)
-
-
-def _main_one(argv: list[str]) -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--one", nargs=2, required=True)
-    ap.add_argument("--runs", type=int)
-    ap.add_argument("--warmup", type=int)
-    ap.add_argument("--precision")
-    ap.add_argument("--threads", type=int)
-    ap.add_argument("--sizes", nargs="+", type=_parse_hw)
-    a = ap.parse_args(argv)
-    print(json.dumps(bench_one(a.one[0], a.one[1], a.sizes, a.runs, a.warmup, a.precision, a.threads)))
-
-
-if __name__ == "__main__":
-    _main_one(sys.argv[1:])
