@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from fusion_ros.errors import ConfigError, ShapeError
+from fusion_ros.model.variants import DEFAULT_VARIANT, VARIANTS
 
 __all__ = ["BACKENDS", "PRECISIONS", "Backend", "EngineConfig", "default_model_path", "resolve_model_path"]
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 PRECISIONS = ("fp32", "fp16")
-MODEL_VARIANTS = ("lite", "default")
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,10 @@ def _model_dirs() -> list[Path]:
     return dirs
 
 
-def default_model_path(variant: str = "lite") -> Path:
+def default_model_path(variant: str = DEFAULT_VARIANT) -> Path:
     """The shipped model ``fusion_<variant>.onnx`` (source checkout or installed share directory)."""
-    if variant not in MODEL_VARIANTS:
-        raise ConfigError(f"model variant '{variant}' unknown; expected one of {MODEL_VARIANTS}")
+    if variant not in VARIANTS:
+        raise ConfigError(f"model variant '{variant}' unknown; expected one of {VARIANTS}")
     for d in _model_dirs():
         p = d / f"fusion_{variant}.onnx"
         if p.is_file():
@@ -79,9 +79,9 @@ def default_model_path(variant: str = "lite") -> Path:
 
 
 def resolve_model_path(path: str) -> Path:
-    """``""``, ``lite`` or ``default`` -> the shipped model; otherwise an existing file (checked)."""
-    if path in ("", *MODEL_VARIANTS):
-        return default_model_path(path or "lite")
+    """``""`` or a variant name (``lite``, ``default``) -> the shipped model; otherwise an existing file (checked)."""
+    if path in ("", *VARIANTS):
+        return default_model_path(path or DEFAULT_VARIANT)
     p = Path(os.path.expanduser(path))
     if not p.is_file():
         raise ConfigError(f"model_path '{path}' does not exist; pass an exported .onnx (see `fusion-ros export`) or '' for the shipped model")

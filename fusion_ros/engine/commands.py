@@ -9,6 +9,7 @@ import argparse
 import json
 
 from fusion_ros.engine.base import EngineConfig
+from fusion_ros.engine.bench import parse_hw
 
 __all__ = ["register"]
 
@@ -18,14 +19,6 @@ EPILOG = """examples:
   fusion-ros build-engine --onnx models/fusion_default.onnx --fp16
   fusion-ros build-engine --onnx models/fusion_lite.onnx --fp16 --opt-hw 720x1280 --max-hw 1080x1920
 """
-
-
-def _hw(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(x) for x in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW like 480x640, got '{text}'") from None
-    return h, w
 
 
 def _hw_text(hw: tuple[int, int]) -> str:
@@ -50,8 +43,8 @@ def register(subparsers) -> None:
     b.add_argument("--onnx", required=True, help="exported .onnx with its sidecar")
     b.add_argument("--fp16", action="store_true", help="FP16 precision")
     b.add_argument("--cache-dir", default=DEFAULTS.cache_dir, help="engine cache directory")
-    # String defaults go through type=_hw like a typed value, and show as HxW in --help.
-    b.add_argument("--min-hw", type=_hw, default=_hw_text(DEFAULTS.min_hw), help="smallest input HxW of the profile")
-    b.add_argument("--opt-hw", type=_hw, default=_hw_text(DEFAULTS.opt_hw), help="input HxW the engine is tuned for")
-    b.add_argument("--max-hw", type=_hw, default=_hw_text(DEFAULTS.max_hw), help="largest input HxW of the profile")
+    # String defaults go through type=parse_hw like a typed value, and show as HxW in --help.
+    b.add_argument("--min-hw", type=parse_hw, default=_hw_text(DEFAULTS.min_hw), help="smallest input HxW of the profile")
+    b.add_argument("--opt-hw", type=parse_hw, default=_hw_text(DEFAULTS.opt_hw), help="input HxW the engine is tuned for")
+    b.add_argument("--max-hw", type=parse_hw, default=_hw_text(DEFAULTS.max_hw), help="largest input HxW of the profile")
     b.set_defaults(func=cmd_build_engine)

@@ -19,6 +19,7 @@ from fusion_ros.errors import ConfigError, FusionError
 from fusion_ros.io.clips import iter_frames, list_frames
 from fusion_ros.io.images import read_ir, read_vis, write_rgb
 from fusion_ros.io.pairs import Pair, find_pairs
+from fusion_ros.model.variants import VARIANTS
 
 __all__ = ["StudentConfig", "make_fuser", "fuse_pair", "fuse_pairs", "iter_fused_clip", "fuse_video", "check_output_folder"]
 
@@ -46,7 +47,7 @@ class StudentConfig:
     def __post_init__(self) -> None:
         if self.threads < 0:
             raise ConfigError(f"threads={self.threads} must be >= 0 (0 = all cores)")
-        if self.model_path not in ("", "lite", "default") and not Path(self.model_path).expanduser().is_file():
+        if self.model_path not in ("", *VARIANTS) and not Path(self.model_path).expanduser().is_file():
             raise ConfigError(f"model_path={self.model_path!r} does not exist; pass an .onnx or .pt file "
                               "(e.g. models/fusion_lite.onnx) or leave it empty for the shipped model")
 

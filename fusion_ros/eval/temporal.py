@@ -24,6 +24,7 @@ import numpy as np
 
 from fusion_ros.errors import ConfigError, ShapeError
 from fusion_ros.eval.metrics import to_gray
+from fusion_ros.model import flow_consistency
 
 __all__ = ["TemporalConfig", "ClipFlow", "TemporalResult", "compute_flow", "temporal_metrics"]
 
@@ -40,15 +41,15 @@ class TemporalConfig:
     Attributes:
         preset: DIS optical flow preset, one of "ultrafast", "fast", "medium" (slower = more accurate).
         consistency_check: drop pixels whose forward and backward flows disagree (occlusions).
-        consistency_alpha: relative tolerance of the check, |fw + bw|^2 < alpha (|fw|^2 + |bw|^2) + beta.
-            Unitless, > 0 (0.01 in Sundaram et al.).
+        consistency_alpha: relative tolerance of :func:`fusion_ros.model.flow_consistency.consistent`, unitless,
+            > 0 (0.01 in Sundaram et al., as training's temporal loss).
         consistency_beta: absolute tolerance of the check, pixels^2, > 0 (0.5 in Sundaram et al.).
     """
 
     preset: str = "medium"
     consistency_check: bool = True
-    consistency_alpha: float = 0.01
-    consistency_beta: float = 0.5
+    consistency_alpha: float = flow_consistency.ALPHA
+    consistency_beta: float = flow_consistency.BETA
 
     def __post_init__(self) -> None:
         if self.preset not in _PRESETS:
@@ -111,9 +112,8 @@ def compute_flow(vis_frames: Sequence[np.ndarray], cfg: TemporalConfig = Tempora
         if cfg.consistency_check:
             fw = dis.calc(grays[t - 1], grays[t], None)
             fw_at = cv2.remap(fw, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            err = ((bw + fw_at) ** 2).sum(-1)
-            tol = cfg.consistency_alpha * ((bw ** 2).sum(-1) + (fw_at ** 2).sum(-1)) + cfg.consistency_beta
-            valid &= err < tol
+            valid &= flow_consistency.consistent(((bw + fw_at) ** 2).sum(-1), (bw ** 2).sum(-1), (fw_at ** 2).sum(-1),
+                                                 cfg.consistency_alpha, cfg.consistency_beta)
         out.maps.append(np.stack([mx, my], -1))
         out.valid.append(valid)
     return out

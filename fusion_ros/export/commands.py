@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from fusion_ros.errors import ConfigError
+from fusion_ros.model.variants import DEFAULT_VARIANT, VARIANTS
 
 __all__ = ["register", "check_export_target"]
 
@@ -78,7 +79,7 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("export", help="export a student to ONNX (+ sidecar JSON and weights) and check it against PyTorch",
                               formatter_class=_Formatter, epilog=EPILOG)
-    p.add_argument("--model", choices=("lite", "default"), default="lite", help="variant when no checkpoint is given (untrained)")
+    p.add_argument("--model", choices=VARIANTS, default=DEFAULT_VARIANT, help="variant when no checkpoint is given (untrained)")
     p.add_argument("--checkpoint", default="", help="student weights (.pt written by training or export)")
     p.add_argument("--out", required=True, help="output .onnx path (the .json sidecar and .pt are written beside it)")
     p.add_argument("--force", action="store_true", help="replace a model that exists at --out")

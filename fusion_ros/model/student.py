@@ -26,7 +26,7 @@ Design, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,7 @@ from torch import nn
 
 from fusion_ros.config import apply_overrides
 from fusion_ros.errors import ConfigError, ShapeError
+from fusion_ros.model.variants import ARCHITECTURES, DEFAULT_VARIANT, VARIANTS
 
 __all__ = ["ModelConfig", "FusionStudent", "MODELS", "create_model", "rgb_to_luma"]
 
@@ -85,18 +86,14 @@ class ModelConfig:
         return (batch, self.state_channels, math.ceil(height / s), math.ceil(width / s))
 
 
-MODELS: dict[str, dict] = {
-    "lite": dict(name="lite", stem=4, widths=(16, 32), depths=(1, 1), decoder_depth=1, memory_channels=16,
-                 history_warp=False),   # the full-resolution warp would cost ~10 ms of its ~27 ms on one core
-    "default": dict(name="default", stem=2, widths=(24, 48, 96), depths=(1, 2, 2), decoder_depth=1,
-                    memory_channels=32),
-}
+MODELS = ARCHITECTURES      # variant name -> ModelConfig fields
 
 
-def create_model(name: str = "lite", **overrides) -> "FusionStudent":
-    """Build a student by variant name (``lite`` or ``default``) with optional config overrides."""
-    if name not in MODELS:
-        raise ConfigError(f"unknown model '{name}'; expected one of {sorted(MODELS)}")
+def create_model(name: str = DEFAULT_VARIANT, **overrides) -> "FusionStudent":
+    """Build a student by variant name (one of :data:`~fusion_ros.model.variants.VARIANTS`) with optional config
+    overrides."""
+    if name not in VARIANTS:
+        raise ConfigError(f"unknown model '{name}'; expected one of {sorted(VARIANTS)}")
     cfg = apply_overrides(ModelConfig(**MODELS[name]), overrides)
     return FusionStudent(cfg)
 

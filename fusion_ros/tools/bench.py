@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 from fusion_ros.engine.bench import SIZES, parse_hw
+from fusion_ros.model.variants import VARIANTS
 
 __all__ = ["register", "machine_info"]
 
@@ -114,15 +115,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, epilog examples kept line by line."""
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="median latency/FPS/peak memory per backend, model and size (or --node overhead)",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                              formatter_class=_Formatter,
                               epilog="examples:\n  fusion-ros bench --json\n  fusion-ros bench --models lite --backends onnxruntime --sizes 480x640\n"
                               "  fusion-ros bench --node --json\n  fusion-ros bench --transport --frames 150 --through-node\n"
                               "  fusion-ros bench --keep-up --threads 1\n  fusion-ros bench --soak --minutes 10 --threads 1")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", default="", help="also write the JSON to this file")
-    p.add_argument("--models", nargs="+", default=["lite", "default"], help="shipped variant names or .onnx paths")
+    p.add_argument("--models", nargs="+", default=list(VARIANTS), help="shipped variant names or .onnx paths")
     p.add_argument("--backends", nargs="+", default=None, choices=("tensorrt", "onnxruntime", "torch"),
                    help="default: every backend available here")
     p.add_argument("--sizes", nargs="+", type=parse_hw, default=list(SIZES), help="input sizes HxW")

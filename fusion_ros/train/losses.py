@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from fusion_ros.errors import ShapeError
+from fusion_ros.model.flow_consistency import consistent
 from fusion_ros.model.student import backward_warp
 
 __all__ = ["pixel_weights", "l_pix", "routing_weights", "l_mfm", "ssim", "l_ssim", "sobel_magnitude", "l_grad",
@@ -141,7 +142,7 @@ def l_grad(pred: torch.Tensor, grad_target: torch.Tensor) -> torch.Tensor:
 
 
 def occlusion_mask(flow_tb: torch.Tensor, flow_bt: torch.Tensor) -> torch.Tensor:
-    """Forward-backward consistency (Sundaram et al. 2010): 1 where ``flow_tb`` is trusted.
+    """1 where ``flow_tb`` is trusted by :func:`fusion_ros.model.flow_consistency.consistent`.
 
     Args:
         flow_tb: (B, 2, H, W) flow from frame t to t−1 (for each pixel of t, its displacement into t−1).
@@ -151,9 +152,8 @@ def occlusion_mask(flow_tb: torch.Tensor, flow_bt: torch.Tensor) -> torch.Tensor
         (B, 1, H, W) float mask; also 0 where ``x + flow_tb`` leaves the image.
     """
     back = backward_warp(flow_bt, flow_tb)
-    diff = ((flow_tb + back) ** 2).sum(1, keepdim=True)
-    mag = (flow_tb ** 2).sum(1, keepdim=True) + (back ** 2).sum(1, keepdim=True)
-    ok = diff <= 0.01 * mag + 0.5
+    ok = consistent(((flow_tb + back) ** 2).sum(1, keepdim=True), (flow_tb ** 2).sum(1, keepdim=True),
+                    (back ** 2).sum(1, keepdim=True))
     _, _, h, w = flow_tb.shape
     ys, xs = torch.meshgrid(torch.arange(h, device=flow_tb.device, dtype=flow_tb.dtype),
                             torch.arange(w, device=flow_tb.device, dtype=flow_tb.dtype), indexing="ij")
