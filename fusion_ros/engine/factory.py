@@ -48,7 +48,7 @@ def available_backends() -> dict[str, str]:
 
 
 def _auto_choice(avail: dict[str, str]) -> str:
-    # Measured order (`fusion-ros bench`): TensorRT > ORT on GPU > torch CUDA FP16 > ORT CPU > torch CPU.
+    # TensorRT, then ONNX Runtime on a GPU, then torch on CUDA, then ONNX Runtime on the CPU, then torch on the CPU.
     if "tensorrt" in avail:
         return "tensorrt"
     if avail.get("onnxruntime") == "cuda":

@@ -1,4 +1,4 @@
-"""PyTorch backend, for development: CPU FP32, or CUDA with FP16 and channels_last."""
+"""PyTorch backend, for development: CPU FP32, or CUDA in channels_last at the configured precision (FP32 or FP16)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The fusion student: a dual-encoder U-Net of ConvNeXt V2 blocks with a streaming memory.
 
-Sources (``shared/seeds``): FusionProxy (002) distils a teacher ensemble into a single-pass student;
-SDMFusion (000) adds a flow-warped streaming memory read through gated local cross-attention;
+Sources: FusionProxy distils a teacher ensemble into a single-pass student;
+SDMFusion adds a flow-warped streaming memory read through gated local cross-attention;
 ConvNeXt V2 (Woo et al. 2023) gives the block (7x7 depthwise, LayerNorm, MLP with GRN).
 
 Design, and why:

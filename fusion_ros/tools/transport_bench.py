@@ -354,7 +354,7 @@ def _role_recorder(a: argparse.Namespace) -> dict:
                 status.clear()
                 status.update({kv.key: kv.value for kv in st.values})
 
-    # The node publishes reliable (SPEC §5); a deep queue so that the recorder never drops.
+    # The node publishes reliable; a deep queue so that the recorder never drops.
     node.create_subscription(Image, "fused/image_raw", cb,
                              QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                                         reliability=ReliabilityPolicy.RELIABLE))

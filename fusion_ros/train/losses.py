@@ -1,4 +1,4 @@
-"""Distillation losses (SPEC §3, FusionProxy seed 002 §3.3) plus an edge term and the temporal loss.
+"""Distillation losses (after FusionProxy) plus an edge term and the temporal loss.
 
 All image losses work on luminance (B, 1, H, W) in [0, 1]: the student keeps the visible chroma by
 construction (BT.601), so the fused luminance is all it predicts.
@@ -6,10 +6,10 @@ construction (BT.601), so the fused luminance is all it predicts.
 - :func:`pixel_weights` / :func:`l_pix`: ``w_p = (1/(σ²_p+ε)) / Σ_q (1/(σ²_q+ε))`` per image, ``Σ_p w_p |S−ȳ|``.
 - :func:`routing_weights` / :func:`l_mfm`: ``W_k = softmax_k(ṽ_k/τ)`` per cell,
   ``(1/|Ω|) Σ_k Σ_p W_k ‖Φ̃_k(S)_p − F̄_k‖²``, with ‖·‖² taken as the mean over the backbone's channels
-  (so a backbone with more channels does not weigh more; SPEC's sum would scale by C_k).
+  (so a backbone with more channels does not weigh more; a sum would scale by C_k).
 - :func:`ssim` / ``L_ssim = 1 − SSIM(S, ȳ)`` (Gaussian 11×11, σ 1.5, Wang et al. 2004 constants).
 - :func:`sobel_magnitude` / :func:`l_grad`: L1 between the output's Sobel magnitude and a target magnitude
-  (FINDINGS: students come out smoother than their targets; edge strength drives Qabf).
+  (students otherwise come out smoother than their targets; edge strength drives Qabf).
 - :func:`l_temporal`: previous fused frame warped to t by a reference flow, L1 on non-occluded pixels.
 """
 
@@ -31,7 +31,7 @@ def pixel_weights(var: torch.Tensor, eps: float = 1e-3, mask: torch.Tensor | Non
 
     Args:
         var: (B, 1, H, W) per-pixel ensemble variance σ².
-        eps: ε of the inverse (SPEC: 1e-3).
+        eps: ε of the inverse (1e-3 in training).
         mask: optional (B, 1, H, W) 0/1 validity mask (weights of masked pixels are 0).
 
     Returns:

@@ -10,7 +10,7 @@ weighted by the configured per-teacher weights ``w_n`` (normalised to sum 1), an
   (the visible chroma kept, BT.601: ``rgb_n = vis + (y_n − Y_vis)``), reduced to the weighted feature
   mean and per-channel variance on the 1/8 grid (``select``: with a_n averaged over each grid cell);
 - per-pair partial sums of the features (Σf, Σf², count), from which ``stats.json`` gets the
-  training-set channel std σ̂_k and the mean routing variance E_x[v̄_k] (SPEC §3).
+  training-set channel std σ̂_k and the mean routing variance E_x[v̄_k].
 
 One ``.npz`` per pair under ``<cache_dir>/<key>/<dataset>/<name>.npz`` where ``key`` hashes the
 teacher set, weights, panel (and the selection parameters), so changing them never reuses stale files. Building resumes: pairs

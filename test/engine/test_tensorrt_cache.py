@@ -64,6 +64,8 @@ def test_shape_profile_follows_the_memory_rule() -> None:
         shape_profile((480, 640), (64, 64), (1080, 1920), 8, 16)
 
 
+@pytest.mark.trt
+@pytest.mark.gpu
 def test_tensorrt_backend_builds_caches_and_runs(tmp_path) -> None:
     from fusion_ros.engine.tensorrt_backend import tensorrt_available
 

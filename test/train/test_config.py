@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_shipped_configs_load(name):
     cfg = load_train_config(REPO / "config" / "train" / f"{name}.yaml")
     assert cfg.model == name
-    assert (cfg.w_pix, cfg.w_mfm, cfg.w_ssim) == (1.0, 0.5, 0.2)       # SPEC §3 weights
+    assert (cfg.w_pix, cfg.w_mfm, cfg.w_ssim) == (1.0, 0.5, 0.2)       # the loss weights of the recipes
     assert cfg.teacher_weight_map() == {"SeAFusion": 0.5, "IFCNN": 0.5}
     assert len(cfg.backbones) >= 2
 
