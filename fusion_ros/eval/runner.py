@@ -9,7 +9,7 @@ A method is one of:
   the engine and :class:`~fusion_ros.pipeline.fuser.Fuser` (memory reset before every independent pair);
 * a baseline: ``copy-vis`` (the visible image itself), ``copy-ir`` (the thermal image itself),
   ``teacher-mean`` (pixel mean of every folder method) or ``NAME=teacher-mean:A,B`` (of the named ones);
-* ``teacher-select[:A,B][@window=9,tau=0.02,measure=edge,blend=pyramid]``: the per-region teacher selection
+* ``teacher-select[:A,B][@window=17,tau=0.03,measure=edge+vif,blend=pyramid,levels=9]``: the per-region teacher selection
   target of training (:func:`fusion_ros.train.targets.select_target`) over the named (default: every) folder methods.
 
 Baselines are always added, because MI, VIF and SSIM rank a copied source at or above real fusers.

@@ -52,10 +52,12 @@ class TrainConfig:
     cache_dir: str = "cache/teachers"                     # teacher-statistics cache (a sub-folder per teacher/backbone set)
     target: str = "mean"                                  # distillation target: mean (weighted teacher mean) or select
                                                           # (per-region teacher selection, fusion_ros.train.targets)
-    select_measure: str = "edge"                          # select: structure score, edge (local Qabf) or ssim
-    select_window: int = 9                                # select: odd window side the scores are averaged over, px
-    select_tau: float = 0.02                              # select: softmax temperature over teachers (0 = pick the best)
+    select_measure: str = "edge+vif"                      # select: structure score: edge (local Qabf), ssim, vif, or a
+                                                          # mean of several joined by + (fusion_ros.train.targets)
+    select_window: int = 17                               # select: odd window side the scores are averaged over, px
+    select_tau: float = 0.03                              # select: softmax temperature over teachers (0 = pick the best)
     select_blend: str = "pyramid"                         # select: pyramid (Laplacian-pyramid blend) or pixel
+    select_levels: int = 9                                # select: pyramid levels (fewer where an image is small)
     val_fraction: float = 0.1                             # share of pairs held out for validation, [0, 0.5]
     crop: int = 176                                       # square training crop, px, multiple of 8 (<= smallest image side)
     batch_size: int = 8                                   # crops per step (per process under DDP), >= 1
@@ -71,13 +73,13 @@ class TrainConfig:
     time_budget_min: float = 0.0                          # stage-I wall-time budget in minutes (0 = none): the LR schedule
                                                           # follows max(step/steps, elapsed/budget) and stops at 1
 
-    # ---- losses (SPEC §3: 1.0 / 0.5 / 0.2) plus the edge term
+    # ---- losses (weights 1.0 / 0.5 / 0.2) plus the edge term
     w_pix: float = 1.0                                    # uncertainty-weighted L1
     w_mfm: float = 0.5                                    # routed multi-backbone alignment (0 = no backbones)
     w_ssim: float = 0.2                                   # 1 - SSIM against the ensemble mean
     w_grad: float = 0.5                                   # L1 between Sobel magnitudes of the output and grad_target
     grad_target: str = "sources_max"                      # sources_max: max(|grad T|, |grad Y_vis|); target: |grad ȳ|; max: both
-    pix_eps: float = 1e-3                                 # epsilon of the inverse-variance pixel weights (SPEC: 1e-3)
+    pix_eps: float = 1e-3                                 # epsilon of the inverse-variance pixel weights
     tau: float = 1.0                                      # routing temperature of L_MFM, > 0
     backbones: tuple[str, ...] = ("effnet_lite0", "ssd_mnv2")  # frozen panel (see fusion_ros.train.backbones)
     mfm_margin: int = 1                                   # feature cells ignored at crop borders (padding effects), >= 0
@@ -113,7 +115,7 @@ class TrainConfig:
     video: tuple[str, ...] = ("shared:data/video/train",)  # clip roots: <root>/<clip>/{ir,vi}.mp4 or {ir,vi}/*.png
     video_steps: int = 300                                # stage-II optimiser steps (0 = skip stage II)
     video_lr: float = 1e-3                                # stage-II peak learning rate
-    clip_len: int = 6                                     # frames per training clip, >= 2 (SPEC: >= 6)
+    clip_len: int = 6                                     # frames per training clip, >= 2
     clip_stride: int = 1                                  # frame step inside a clip (1 = consecutive frames)
     clips_per_video: int = 24                             # clips sampled (and cached in memory) per video
     video_scale: float = 0.5                              # frames resized by this factor when loaded (640x480 -> 320x240)
@@ -182,7 +184,7 @@ class TrainConfig:
         from fusion_ros.train.targets import SelectParams
 
         return SelectParams(measure=self.select_measure, window=self.select_window, tau=self.select_tau,
-                            blend=self.select_blend)
+                            blend=self.select_blend, levels=self.select_levels)
 
     def teacher_weight_map(self) -> dict[str, float]:
         """Normalised weights of the teachers that count (weight > 0)."""

@@ -13,7 +13,11 @@ Structure measures ``s_n`` (each averaged over a ``window`` x ``window`` box):
 * ``edge``: the Xydeas-Petrovic edge-preservation map of the thermal T and the visible luma V in ``y_n``
   (Sobel strength and orientation, the Qabf constants), weighted by the source edge strengths, i.e. a local Qabf;
 * ``ssim``: Piella's weighted SSIM: λ SSIM(y_n, T) + (1 − λ) SSIM(y_n, V) with λ = σ²_T / (σ²_T + σ²_V), the local
-  source variances over the window.
+  source variances over the window;
+* ``vif``: the share of the sources' information that ``y_n`` keeps under the pixel-domain VIF model at one scale
+  (Sheikh & Bovik: y = g·s + noise, kept log2(1 + g²σ²_s / (σ²_noise + σ²_n)) of log2(1 + σ²_s / σ²_n), σ²_n = 2 grey
+  levels², both sources summed);
+* a sum such as ``edge+vif``: the mean of those scores.
 
 Where no source has structure (all scores equal) the weights fall back to the teacher weights, i.e. the mean.
 ``blend`` says how the weights are applied: ``pixel`` blends the teacher pixels, ``pyramid`` blends the Laplacian
@@ -37,7 +41,7 @@ from fusion_ros.errors import ConfigError, ShapeError
 __all__ = ["MEASURES", "BLENDS", "SelectParams", "parse_select_params", "source_lumas", "structure_scores",
            "selection_weights", "select_target", "pool_weights"]
 
-MEASURES = ("edge", "ssim")
+MEASURES = ("edge", "ssim", "vif")
 BLENDS = ("pixel", "pyramid")
 
 # Qabf constants (Xydeas & Petrovic 2000), the same as fusion_ros.eval.metrics.
@@ -52,22 +56,23 @@ class SelectParams:
     """Parameters of the selection target.
 
     Attributes:
-        measure: structure measure, one of :data:`MEASURES`.
+        measure: structure measure, one of :data:`MEASURES` or several joined by ``+`` (their mean).
         window: side of the odd square window the scores are averaged over, px (>= 1).
         tau: softmax temperature over the teachers (>= 0; 0 = pick the best teacher per pixel).
         blend: how the weights are applied, one of :data:`BLENDS`.
         levels: pyramid levels of the ``pyramid`` blend (>= 1; fewer where the image is small).
     """
 
-    measure: str = "edge"
-    window: int = 9
-    tau: float = 0.02
+    measure: str = "edge+vif"
+    window: int = 17
+    tau: float = 0.03
     blend: str = "pyramid"
-    levels: int = 5
+    levels: int = 9
 
     def __post_init__(self) -> None:
-        if self.measure not in MEASURES:
-            raise ConfigError(f"select_measure (teacher-select measure=) is '{self.measure}'; expected one of {', '.join(MEASURES)}")
+        if not all(m in MEASURES for m in self.measure.split("+")):
+            raise ConfigError(f"select_measure (teacher-select measure=) is '{self.measure}'; expected one of "
+                              f"{', '.join(MEASURES)} or several joined by '+', e.g. edge+vif")
         if self.window < 1 or self.window % 2 == 0:
             raise ConfigError(f"select_window (teacher-select window=) is {self.window}; it must be an odd number >= 1")
         if not (self.tau >= 0 and math.isfinite(self.tau)):
@@ -75,11 +80,11 @@ class SelectParams:
         if self.blend not in BLENDS:
             raise ConfigError(f"select_blend (teacher-select blend=) is '{self.blend}'; expected one of {', '.join(BLENDS)}")
         if self.levels < 1:
-            raise ConfigError(f"teacher-select levels={self.levels}; it must be >= 1")
+            raise ConfigError(f"select_levels (teacher-select levels=) is {self.levels}; it must be >= 1")
 
 
 def parse_select_params(text: str) -> SelectParams:
-    """``"window=9,tau=0.02,measure=edge,blend=pyramid,levels=5"`` (any subset, any order) -> :class:`SelectParams`.
+    """``"window=17,tau=0.03,measure=edge+vif,blend=pyramid,levels=9"`` (any subset, any order) -> :class:`SelectParams`.
 
     Raises:
         ConfigError: an unknown key or a value of the wrong type.
@@ -161,6 +166,30 @@ def _ssim_scores(ys: np.ndarray, t: np.ndarray, v: np.ndarray, window: int) -> n
     return np.stack(out).astype(np.float32)
 
 
+def _vif_scores(ys: np.ndarray, t: np.ndarray, v: np.ndarray, window: int) -> np.ndarray:
+    # Pixel-domain VIF model of Sheikh & Bovik at one scale: y = g s + noise, the source information kept is
+    # log2(1 + g² σ²_s / (σ²_noise + σ²_n)) out of log2(1 + σ²_s / σ²_n), summed over both sources.
+    sigma_n = 2.0 / 255.0 ** 2                                  # the metric's sigma_nsq = 2 grey levels²
+
+    def stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        m = _box(x, window)
+        return x, m, np.maximum(_box(x * x, window) - m * m, 0.0)
+
+    srcs = [stats(t), stats(v)]
+    den = sum(np.log2(1.0 + s[2] / sigma_n) for s in srcs) + 1e-6
+    out = []
+    for y in ys:
+        yy = stats(y)
+        kept = 0.0
+        for x, mx, vx in srcs:
+            cov = _box(x * y, window) - mx * yy[1]
+            g = cov / (vx + 1e-10)
+            noise = np.maximum(yy[2] - g * cov, 0.0)
+            kept = kept + np.log2(1.0 + g * g * vx / (noise + sigma_n))
+        out.append(_box(kept, window) / _box(den, window))
+    return np.stack(out).astype(np.float32)
+
+
 def _check_inputs(ys: np.ndarray, t: np.ndarray, v: np.ndarray) -> None:
     if ys.ndim != 3 or ys.shape[0] < 1:
         raise ShapeError(f"teacher outputs must be stacked as (N, H, W) with N >= 1, got shape {ys.shape}")
@@ -175,7 +204,8 @@ def structure_scores(ys: np.ndarray, t: np.ndarray, v: np.ndarray, measure: str 
         ys: (N, H, W) teacher luminances in [0, 1].
         t: (H, W) thermal luma in [0, 1].
         v: (H, W) visible luma in [0, 1].
-        measure: ``edge`` (local Qabf) or ``ssim`` (local source-variance-weighted SSIM).
+        measure: ``edge`` (local Qabf), ``ssim`` (local source-variance-weighted SSIM), ``vif`` (local share of
+            the sources' information kept), or several joined by ``+`` (the mean of their scores).
         window: odd box side the scores are averaged over.
 
     Returns:
@@ -183,8 +213,9 @@ def structure_scores(ys: np.ndarray, t: np.ndarray, v: np.ndarray, measure: str 
     """
     ys, t, v = (np.asarray(a, np.float32) for a in (ys, t, v))
     _check_inputs(ys, t, v)
-    fn = {"edge": _edge_scores, "ssim": _ssim_scores}[measure]
-    return fn(ys, t, v, window)
+    parts = measure.split("+")
+    fns = {"edge": _edge_scores, "ssim": _ssim_scores, "vif": _vif_scores}
+    return sum(fns[m](ys, t, v, window) for m in parts) / len(parts)
 
 
 def selection_weights(scores: np.ndarray, tau: float, prior: np.ndarray | None = None) -> np.ndarray:

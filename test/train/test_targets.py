@@ -46,7 +46,8 @@ def test_picks_per_region(split_scene):
     np.testing.assert_array_equal(tgt[inner_r], ideal[inner_r])
 
 
-@pytest.mark.parametrize("params", [SelectParams(), SelectParams(measure="ssim", window=7, tau=0.01)])
+@pytest.mark.parametrize("params", [SelectParams(), SelectParams(measure="ssim", window=7, tau=0.01),
+                                    SelectParams(measure="vif", window=5), SelectParams(measure="edge", window=9)])
 def test_selection_beats_each_teacher_and_the_mean(split_scene, params):
     ir, vis, ys, _ = split_scene
     tgt, _ = select_target(ys, ir, vis, params)
@@ -99,7 +100,7 @@ def test_bad_parameters_name_the_key():
     with pytest.raises(ConfigError, match="select_window"):
         SelectParams(window=4)
     with pytest.raises(ConfigError, match="select_measure"):
-        SelectParams(measure="vif")
+        SelectParams(measure="edge+mi")
     with pytest.raises(ConfigError, match="select_tau"):
         SelectParams(tau=-1)
     with pytest.raises(ConfigError, match="key=value"):
