@@ -28,9 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from fusion_ros.errors import ConfigError, FusionError
+from fusion_ros.tools.processes import last_json, rss_mb, spawn_role, terminate_process
 
 __all__ = ["run_stream_bench"]
 
+MODULE = "fusion_ros.tools.stream_bench"
 PROFILE = str(Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml")
 STARTUP_TIMEOUT_S = 90.0
 SETTLE_S = 2.0              # after the node is up, before measuring (discovery, first-frame allocations)
@@ -42,42 +44,13 @@ def _env(domain_id: int) -> dict:
     return env
 
 
-def _rss_mb(pid: int) -> float | None:
-    try:
-        for line in open(f"/proc/{pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def _role(name: str, args: list[str], env: dict, stdin: bool = False) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fusion_ros.tools.stream_bench", name, *args], env=env,
-                            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
 def _report(proc: subprocess.Popen, what: str, timeout: float, stop: bool = False) -> dict:
     try:
         out, err = proc.communicate(input="stop\n" if stop else None, timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-    for line in reversed(out.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise FusionError(f"stream benchmark: the {what} reported nothing (rc={proc.returncode}); stderr:\n{err[-2000:]}")
-
-
-def _terminate(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return last_json(out, err, f"stream benchmark: the {what} (rc={proc.returncode})")
 
 
 def run_stream_bench(rgb_hz: float = 30.0, thermal_hz: float = 9.0, duration_s: float = 20.0, width: int = 640,
@@ -104,16 +77,16 @@ def run_stream_bench(rgb_hz: float = 30.0, thermal_hz: float = 9.0, duration_s: 
         node = subprocess.Popen([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", *ros_args], env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         procs.append(node)
-        rec = _role("recorder", common, env, stdin=True)
+        rec = spawn_role(MODULE, ["recorder", *common], env, stdin=True)
         procs.append(rec)
-        player = _role("player", common, env)
+        player = spawn_role(MODULE, ["player", *common], env)
         procs.append(player)
         sampling = threading.Event()
         t0 = time.monotonic()
 
         def sample() -> None:
             while not sampling.wait(1.0):
-                m = _rss_mb(node.pid)
+                m = rss_mb(node.pid)
                 if m is not None:
                     rss.append((time.monotonic() - t0, m))
 
@@ -128,7 +101,7 @@ def run_stream_bench(rgb_hz: float = 30.0, thermal_hz: float = 9.0, duration_s: 
                               f"{node.stderr.read()[-2000:]}")
     finally:
         for p in reversed(procs):
-            _terminate(p)
+            terminate_process(p)
     return _summary(sent, received, rss, rgb_hz, thermal_hz, width, height, params, window_s)
 
 

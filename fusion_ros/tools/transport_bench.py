@@ -34,11 +34,13 @@ from pathlib import Path
 import numpy as np
 
 from fusion_ros.errors import ConfigError, FusionError
+from fusion_ros.tools.processes import last_json, spawn_role, terminate_process
 
-__all__ = ["run_transport_bench", "terminate_process", "DEFAULT_PROFILE", "PROFILE_ENV_VARS"]
+__all__ = ["run_transport_bench", "DEFAULT_PROFILE", "PROFILE_ENV_VARS"]
 
 log = logging.getLogger(__name__)
 
+MODULE = "fusion_ros.tools.transport_bench"
 DEFAULT_PROFILE = str(Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml")
 # Every variable through which Fast DDS picks up a profile or a transport setting; the "default" run unsets them.
 PROFILE_ENV_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS",
@@ -57,12 +59,6 @@ def _env(profile: str | None, domain_id: int) -> dict:
     return env
 
 
-def _spawn(role_args: list[str], env: dict, stdin: bool = False) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fusion_ros.tools.transport_bench", *role_args], env=env,
-                            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
 def _stop(proc: subprocess.Popen, timeout: float = 30.0) -> tuple[str, str]:
     """Ask a stdin-controlled role to report (one line on stdin) and collect its output."""
     try:
@@ -71,24 +67,6 @@ def _stop(proc: subprocess.Popen, timeout: float = 30.0) -> tuple[str, str]:
         proc.kill()
         out, err = proc.communicate()
         raise FusionError(f"transport benchmark: a subprocess did not report in {timeout} s; stderr:\n{err[-2000:]}")
-
-
-def _last_json(out: str, err: str, what: str) -> dict:
-    for line in reversed(out.strip().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    raise FusionError(f"transport benchmark: the {what} process reported nothing; stderr:\n{err[-2000:]}")
-
-
-def terminate_process(proc: subprocess.Popen) -> None:
-    """Stop a child process: SIGTERM, then SIGKILL after 10 s."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _stats(sent: dict[int, int], got: dict[int, int], rate_hz: float) -> dict:
@@ -151,14 +129,14 @@ def run_transport_bench(frames: int = 150, rate_hz: float = 30.0, width: int = 6
     procs: list[subprocess.Popen] = []
     try:
         if not through_node:
-            sub = _spawn(["sub", *common], env, stdin=True)
+            sub = spawn_role(MODULE, ["sub", *common], env, stdin=True)
             procs.append(sub)
-            pub = _spawn(["pub", *common], env)
+            pub = spawn_role(MODULE, ["pub", *common], env)
             procs.append(pub)
             out, err = pub.communicate(timeout=STARTUP_TIMEOUT_S + frames / rate_hz + 30)
-            sent_rep = _last_json(out, err, "publisher")
+            sent_rep = last_json(out, err, "transport benchmark: the publisher process")
             time.sleep(0.5)     # the last frames in flight
-            received = _last_json(*_stop(sub), "subscriber")
+            received = last_json(*_stop(sub), "transport benchmark: the subscriber process")
             result = _stats({int(k): v for k, v in sent_rep["sent"].items()},
                             {int(k): v for k, v in received["received"].items()}, rate_hz)
             result["malformed"] = received["malformed"]
@@ -170,14 +148,14 @@ def run_transport_bench(frames: int = 150, rate_hz: float = 30.0, width: int = 6
         node = subprocess.Popen([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", *ros_args], env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         procs.append(node)
-        rec = _spawn(["recorder", *common], env, stdin=True)
+        rec = spawn_role(MODULE, ["recorder", *common], env, stdin=True)
         procs.append(rec)
-        player = _spawn(["player", *common], env)
+        player = spawn_role(MODULE, ["player", *common], env)
         procs.append(player)
         out, err = player.communicate(timeout=STARTUP_TIMEOUT_S + frames / rate_hz + 30)
-        sent_rep = _last_json(out, err, "player")
+        sent_rep = last_json(out, err, "transport benchmark: the player process")
         time.sleep(2.0)     # frames still in the node, then one more diagnostics period
-        received = _last_json(*_stop(rec), "recorder")
+        received = last_json(*_stop(rec), "transport benchmark: the recorder process")
         if node.poll() is not None:
             raise FusionError(f"transport benchmark: the fusion node exited (rc={node.returncode}):\n"
                               f"{node.stdout.read()[-2000:]}")

@@ -16,7 +16,7 @@ import pytest
 
 from fusion_ros.pipeline import image_codec as ic
 from fusion_ros.tools.player import PlayerNode, RecorderNode, image_msg, load_frames
-from fusion_ros.tools.transport_bench import terminate_process
+from fusion_ros.tools.processes import terminate_process
 
 pytestmark = pytest.mark.ros
 

@@ -12,7 +12,7 @@ import pytest
 from pathlib import Path
 
 from fusion_ros.tools.player import PlayerNode, RecorderNode, load_frames
-from fusion_ros.tools.transport_bench import terminate_process
+from fusion_ros.tools.processes import terminate_process
 
 PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml"
 

@@ -1,0 +1,50 @@
+"""Child processes of the benches: a role started as ``python -m <module> <role> ...``, its one-line JSON report,
+its resident memory, and a stop that never leaves it running."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from fusion_ros.errors import FusionError
+
+__all__ = ["spawn_role", "last_json", "rss_mb", "terminate_process"]
+
+
+def spawn_role(module: str, args: list[str], env: dict, stdin: bool = False) -> subprocess.Popen:
+    """Start ``python -m module *args`` with text pipes; ``stdin``: keep a pipe for a stop line."""
+    return subprocess.Popen([sys.executable, "-m", module, *args], env=env,
+                            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def last_json(out: str, err: str, what: str) -> dict:
+    """The last line of ``out`` that is a JSON object; FusionError naming ``what``, with its stderr, if none."""
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise FusionError(f"{what} reported nothing; stderr:\n{err[-2000:]}")
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process, MB; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def terminate_process(proc: subprocess.Popen) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
