@@ -375,6 +375,8 @@ class FusionNode(LifecycleNode):
         self.offsets_ms.append(abs(job.offset) * 1e3)
 
     def _frame_failed(self, kind: str, exc: Exception, job: Job) -> None:
+        if not self.context.ok():       # shutting down: the frame in flight could not go out, nothing to report
+            return
         self._warn(f"failed_{kind}", f"frame at {job.stamp:.3f} s skipped ({kind}, counted in /diagnostics): {exc}")
 
     def _publish_info(self, msg: Image) -> None:
@@ -487,6 +489,16 @@ def _destroy_quietly(node: FusionNode) -> None:
         print(f"fusion_node: cleanup after shutdown: {exc}", file=sys.stderr)
 
 
+def _spin_until_shutdown(node: FusionNode) -> None:
+    try:
+        rclpy.spin(node)
+    except Exception:
+        # SIGTERM/SIGINT shut the context down from rclpy's signal handler; if that lands while the executor builds
+        # its next wait set, rclpy raises RCLError instead of ExternalShutdownException. That is a normal stop.
+        if node.context.ok():
+            raise
+
+
 def main(args: list[str] | None = None) -> int:
     """Console-script entry point ``fusion_node`` (Jazzy init/spin/shutdown pattern)."""
     node = None
@@ -495,7 +507,7 @@ def main(args: list[str] | None = None) -> int:
         rclpy.init(args=args)
         node = FusionNode()
         if _start(node):
-            rclpy.spin(node)
+            _spin_until_shutdown(node)
         else:
             rc = 1
     except (KeyboardInterrupt, ExternalShutdownException):
