@@ -34,6 +34,7 @@ from fusion_ros.eval.data import find_output, recolour
 from fusion_ros.io.clips import find_clips, iter_frames
 from fusion_ros.io.images import read_ir, read_rgb_or_gray, read_vis
 from fusion_ros.io.pairs import Pair, find_pairs
+from fusion_ros.model.variants import VARIANTS
 
 __all__ = ["Method", "EvalConfig", "parse_method", "prepare_methods", "method_output", "as_rgb", "evaluate_pairs", "evaluate_video", "evaluate_detection",
            "BASELINES"]
@@ -41,6 +42,10 @@ __all__ = ["Method", "EvalConfig", "parse_method", "prepare_methods", "method_ou
 log = logging.getLogger(__name__)
 
 BASELINES = ("copy-vis", "copy-ir")
+# A method that does nothing clever: the mean of the visible luma and the thermal image. Under --misalign it gets
+# the same shifted thermal input as the students, so its drop is the reference for theirs.
+BLEND = "blend-50"
+_SHIFTED_KINDS = ("student", BLEND)
 _MODEL_EXTS = (".onnx", ".pt")
 
 
@@ -90,13 +95,13 @@ def parse_method(spec: str) -> Method:
     name, sep, src = ("", "", spec) if spec.startswith("teacher-select") else spec.partition("=")
     if not sep:
         src = spec
-        name = Path(spec.rstrip("/")).name if spec not in ("lite", "default") else f"student-{spec}"
+        name = Path(spec.rstrip("/")).name if spec not in VARIANTS else f"student-{spec}"
         if Path(spec).suffix in _MODEL_EXTS:
             name = Path(spec).stem
         name = name.split(":")[0].split("@")[0] if src.startswith(("teacher-mean", "teacher-select")) else name
     if not name:
         raise ConfigError(f"method {spec!r} has an empty name; use NAME=PATH")
-    if src in BASELINES:
+    if src in BASELINES or src == BLEND:
         return Method(name, src)
     if src.startswith("teacher-mean"):
         members = tuple(m for m in src.partition(":")[2].split(",") if m)
@@ -107,7 +112,7 @@ def parse_method(spec: str) -> Method:
         head, _, params = src.partition("@")
         members = tuple(m for m in head.partition(":")[2].split(",") if m)
         return Method(name, "teacher-select", src, members, select=parse_select_params(params))
-    if src in ("lite", "default"):
+    if src in VARIANTS:
         return Method(name, "student", src)
     p = Path(src).expanduser()
     if p.is_dir():
@@ -115,7 +120,8 @@ def parse_method(spec: str) -> Method:
     if p.is_file() and p.suffix in _MODEL_EXTS:
         return Method(name, "student", str(p))
     raise ConfigError(f"method {spec!r}: {src!r} is not a folder of fused images, an .onnx/.pt model, "
-                      f"or one of {', '.join(BASELINES)}, teacher-mean[:A,B], teacher-select[:A,B][@k=v,...], lite, default")
+                      f"or one of {', '.join(BASELINES)}, {BLEND}, teacher-mean[:A,B], teacher-select[:A,B][@k=v,...], "
+                      "lite, default")
 
 
 @dataclass(frozen=True)
@@ -130,7 +136,8 @@ class EvalConfig:
         grid_images: pairs shown in the grid PNG (first of each dataset first), >= 0.
         add_baselines: add copy-vis and copy-ir rows when they were not asked for.
         speed: time students with the bench (480x640, median of 20) for the speed column.
-        misalign_px: shift of the students' thermal input, px (0 = aligned); the metrics still use the aligned pair.
+        misalign_px: shift of the thermal input of the students and of the 50/50 blend (added as a reference), px
+            (0 = aligned); the metrics still use the aligned pair.
     """
 
     backend: str = "auto"
@@ -163,7 +170,7 @@ def prepare_methods(methods: list[Method], cfg: EvalConfig) -> list[Method]:
         raise ConfigError(f"method names must be unique, got {names}")
     out = list(methods)
     if cfg.add_baselines:
-        for b in BASELINES:
+        for b in BASELINES + ((BLEND,) if cfg.misalign_px else ()):
             if not any(m.kind == b for m in out):
                 out.append(Method(b, b))
     folders = {m.name for m in out if m.kind == "folder"}
@@ -178,7 +185,7 @@ def prepare_methods(methods: list[Method], cfg: EvalConfig) -> list[Method]:
         if m.kind == "student" and m.fuser is None:
             m.fuser = make_fuser(StudentConfig(model_path=m.source, backend=cfg.backend, threads=cfg.threads,
                                                use_memory=False))
-        if m.kind == "student":
+        if m.kind in _SHIFTED_KINDS:
             m.misalign_px = cfg.misalign_px
     return out
 
@@ -213,6 +220,9 @@ def method_output(m: Method, pair: Pair, ir: np.ndarray, vis: np.ndarray,
         ys = np.stack([M.to_gray(p) for p in parts]).astype(np.float32) / 255.0
         target, _ = select_target(ys, *source_lumas(ir_to_u8(ir), vis), m.select)
         return np.clip(np.rint(target * 255.0), 0, 255).astype(np.uint8)
+    if m.kind == BLEND:
+        th = ir_to_u8(shift_image(ir, m.misalign_px) if m.misalign_px else ir)
+        return np.clip(np.rint(0.5 * M.to_gray(vis) + 0.5 * M.to_gray(th)), 0, 255).astype(np.uint8)
     if m.kind == "student":
         m.fuser.reset()
         return m.fuser.step(shift_image(ir, m.misalign_px) if m.misalign_px else ir, vis)
@@ -476,3 +486,37 @@ def evaluate_detection(pairs_root: str | Path, methods: list[Method], detector=N
             dets.setdefault(m.name, {})[pair.key] = detector(rgb)
     rows = {name: evaluate_map(d, labels) for name, d in dets.items() if name not in skipped}
     return {"pairs_root": str(pairs_root), "n_images": len(pairs), "rows": rows, "skipped": sorted(skipped)}
+
+
+def misalignment_drop(aligned: dict, shifted: dict, methods: list[Method],
+                      metrics: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Relative drop (aligned - shifted) / aligned of each metric over all pairs, for every method whose thermal
+    input was shifted (the students and the 50/50 blend).
+
+    ``aligned`` and ``shifted`` are :func:`evaluate_pairs` results of the same methods without and with the shift.
+    The cached teacher outputs exist for aligned inputs only, so teachers have no row here.
+    """
+    out = {}
+    for m in methods:
+        if m.kind not in _SHIFTED_KINDS or m.name not in aligned["overall"] or m.name not in shifted["overall"]:
+            continue
+        base, row = aligned["overall"][m.name], shifted["overall"][m.name]
+        out[m.name] = {k: round((base[k] - row[k]) / base[k], 4) for k in metrics if base.get(k)}
+    return out
+
+
+def evaluate_misalignment(pairs_root: str | Path, methods: list[Method], cfg: EvalConfig,
+                          progress: bool = True) -> dict:
+    """:func:`evaluate_pairs` with the shift of ``cfg``, plus the aligned run of the shifted methods and their drop."""
+    shifted = evaluate_pairs(pairs_root, methods, cfg, progress)
+    moved = [m for m in methods if m.kind in _SHIFTED_KINDS]
+    for m in moved:
+        m.misalign_px = 0.0
+    try:
+        aligned = evaluate_pairs(pairs_root, moved, replace(cfg, misalign_px=0.0, grid_images=0,
+                                                                         speed=False), progress)
+    finally:
+        for m in moved:
+            m.misalign_px = cfg.misalign_px
+    shifted["misalign_drop"] = misalignment_drop(aligned, shifted, moved, cfg.metrics)
+    return shifted

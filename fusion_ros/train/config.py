@@ -15,6 +15,7 @@ from typing import Any
 
 from fusion_ros.config import apply_overrides, load_yaml, to_dict
 from fusion_ros.errors import ConfigError
+from fusion_ros.model.variants import VARIANTS
 
 __all__ = ["TrainConfig", "check_data_paths", "load_train_config", "REPO_ROOT", "resolve_path", "shared_root"]
 
@@ -141,7 +142,7 @@ class TrainConfig:
             if not cond:
                 raise ConfigError(msg)
 
-        need(self.model in ("lite", "default"), f"model='{self.model}'; expected 'lite' or 'default'")
+        need(self.model in VARIANTS, f"model='{self.model}'; expected one of {', '.join(VARIANTS)}")
         need(len(self.teachers) >= 1, "teachers is empty; list at least one teacher method, e.g. [SeAFusion, IFCNN]")
         need(len(self.teacher_weights) == len(self.teachers),
              f"teacher_weights has {len(self.teacher_weights)} entries for {len(self.teachers)} teachers; give one weight per teacher")
