@@ -71,8 +71,8 @@ def _cmd_bag_fuse(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from fusion_ros.errors import ConfigError
     from fusion_ros.eval.report import markdown_tables, to_json, write_report
-    from fusion_ros.eval.runner import EvalConfig, evaluate_detection, evaluate_pairs, evaluate_video, \
-        parse_method, prepare_methods
+    from fusion_ros.eval.runner import EvalConfig, evaluate_detection, evaluate_misalignment, evaluate_pairs, \
+        evaluate_video, parse_method, prepare_methods
 
     if not args.pairs and not args.video:
         raise ConfigError("give --pairs DIR and/or --video DIR")
@@ -83,7 +83,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     methods = prepare_methods([parse_method(s) for s in args.methods], cfg)
     result: dict = {}
     if args.pairs and not args.no_metrics:
-        result = evaluate_pairs(args.pairs, methods, cfg, progress=not args.quiet)
+        evaluate = evaluate_misalignment if args.misalign else evaluate_pairs
+        result = evaluate(args.pairs, methods, cfg, progress=not args.quiet)
     if args.video:
         result["video"] = evaluate_video(args.video, methods, max_frames=args.max_frames)
     if args.detect:
@@ -166,6 +167,7 @@ def register(subparsers) -> None:
     e.add_argument("--max-frames", type=int, default=0, help="frames per clip for --video, 0 = all")
     e.add_argument("--no-speed", action="store_true", help="skip the bench timing of students")
     e.add_argument("--misalign", type=float, default=0.0, metavar="PX",
-                   help="shift the students' thermal input by PX pixels right and down (robustness to calibration error)")
+                   help="shift the thermal input of the students and of a 50/50 blend (the reference) by PX pixels right "
+                        "and down, also score them aligned, and report each one's relative drop (misalign_drop)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_eval)

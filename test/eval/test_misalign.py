@@ -14,3 +14,27 @@ def test_misalign_shifts_student_thermal_only() -> None:
     out = shift_image(img, 3.0)
     assert out[8, 10] == 255 and out[5, 7] == 0
     assert np.array_equal(shift_image(img, 0.0), img)
+
+
+def test_misalign_run_reports_the_drop_of_students_and_of_the_blend(tmp_path) -> None:
+    """A shifted run scores the blend reference and the student shifted and aligned; their drops are reported and a
+    3 px shift costs the blend Qabf when both images carry the same structure."""
+    import cv2
+    import numpy as np
+
+    from fusion_ros.eval.runner import EvalConfig, Method, evaluate_misalignment, prepare_methods
+
+    rng = np.random.default_rng(0)
+    for sub in ("ir", "vi"):
+        (tmp_path / "set" / sub).mkdir(parents=True)
+    for i in range(2):
+        base = cv2.GaussianBlur(rng.integers(0, 255, (64, 80), dtype=np.uint8), (0, 0), 2)
+        cv2.imwrite(str(tmp_path / "set" / "ir" / f"{i}.png"), base)
+        cv2.imwrite(str(tmp_path / "set" / "vi" / f"{i}.png"), cv2.merge([base] * 3))
+    cfg = EvalConfig(jobs=1, metrics=("Qabf", "SSIM"), grid_images=0, speed=False, misalign_px=3.0)
+    methods = prepare_methods([Method("lite", "student", "lite")], cfg)
+    assert {m.name for m in methods} >= {"lite", "blend-50", "copy-vis"}
+    result = evaluate_misalignment(tmp_path / "set", methods, cfg, progress=False)
+    drop = result["misalign_drop"]
+    assert set(drop) == {"lite", "blend-50"} and drop["blend-50"]["Qabf"] > 0.0
+    assert all(m.misalign_px == 3.0 for m in methods if m.kind in ("student", "blend-50"))
