@@ -32,8 +32,9 @@ $(STAMP): requirements.txt $(LOCK) setup.py
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# PYTEST_ARGS: extra pytest options (CI: -rA, a line for every test in the summary).
 test: $(STAMP)
-	$(PY) -m pytest -q test
+	$(PY) -m pytest -q test $(PYTEST_ARGS)
 
 # The launch tests for real, none skipped: colcon build into a temporary workspace, the install tree,
 # ros2 launch (namespace, params file, remaps, $(STOP_REPEATS) Ctrl-C and SIGTERM stops), launch_pytest, colcon test.
