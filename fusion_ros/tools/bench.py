@@ -11,8 +11,11 @@ import argparse
 import json
 import os
 import platform
+import shlex
+import statistics
 import subprocess
 import sys
+import time
 
 from fusion_ros.engine.bench import SIZES, parse_hw
 from fusion_ros.model.variants import VARIANTS
@@ -50,6 +53,58 @@ def _run_isolated(args: argparse.Namespace, backend: str, model: str) -> list[di
     if proc.returncode != 0:
         return [{"backend": backend, "model": model, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}]
     return json.loads(proc.stdout)
+
+
+def _spread(values: list[float]) -> list[float]:
+    return [round(min(values), 2), round(statistics.median(values), 2), round(max(values), 2)]
+
+
+def _time_command(cmd: str, frames: int) -> float:
+    """Wall time of one run of ``cmd`` (a shell command line) per frame it processes, ms."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if proc.returncode != 0:
+        from fusion_ros.errors import FusionError
+
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise FusionError(f"--compare-cmd {shlex.quote(cmd)} failed (rc={proc.returncode}): {tail[0]}")
+    return dt * 1e3 / frames
+
+
+def _inference_rows(args: argparse.Namespace) -> dict:
+    """Each (backend, model) in ``args.repeat`` fresh processes; with ``--compare-cmd`` that command is timed between
+    them, in the same minutes, and each row gets the ratio of its median time to ours."""
+    from fusion_ros.engine import available_backends
+
+    backends = args.backends or [b for b in ("tensorrt", "onnxruntime", "torch") if b in available_backends()]
+    runs: dict[tuple, list[dict]] = {}
+    compare_ms: list[float] = []
+    for _ in range(args.repeat):
+        for b in backends:
+            for m in args.models:
+                for row in _run_isolated(args, b, m):
+                    runs.setdefault((b, m, row.get("height"), row.get("width")), []).append(row)
+        if args.compare_cmd:
+            compare_ms.append(_time_command(args.compare_cmd, args.compare_frames))
+    rows = []
+    for group in runs.values():
+        row = dict(group[-1])
+        if "error" not in row and args.repeat > 1:
+            medians = [r["median_ms"] for r in group]
+            row["processes"] = len(group)
+            row["median_ms_min_median_max"] = _spread(medians)
+            row["median_ms"] = round(statistics.median(medians), 2)
+            row["fps"] = round(1000.0 / row["median_ms"], 1)
+        if compare_ms and "error" not in row:
+            row["compare_ratio"] = round(statistics.median(compare_ms) / row["median_ms"], 1)
+        rows.append(row)
+    result = {"machine": {**machine_info(), "load_average_1_5_15": list(os.getloadavg())}, "results": rows}
+    if compare_ms:
+        result["compare"] = {"command": args.compare_cmd, "frames_per_run": args.compare_frames, "runs": len(compare_ms),
+                             "ms_per_frame_min_median_max": _spread(compare_ms),
+                             "note": "compare_ratio = the command's median time per frame / the row's median"}
+    return result
 
 
 def _stream_bench(args: argparse.Namespace) -> dict:
@@ -93,11 +148,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         result = {"machine": machine_info(), "node": run_node_bench(frames=args.frames, model_path=args.node_model)}
     else:
-        from fusion_ros.engine import available_backends
-
-        backends = args.backends or [b for b in ("tensorrt", "onnxruntime", "torch") if b in available_backends()]
-        rows = [r for b in backends for m in args.models for r in _run_isolated(args, b, m)]
-        result = {"machine": machine_info(), "results": rows}
+        result = _inference_rows(args)
     text = json.dumps(result, indent=2)
     if args.out:
         with open(args.out, "w") as f:
@@ -109,7 +160,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
             if "error" in r:
                 print(f"{r['backend']:12s} {r['model']:8s} error: {r['error']}")
             else:
-                print(f"{r['backend']:12s} {r['model']:8s} {r['height']}x{r['width']:<5d} {r['median_ms']:8.2f} ms {r['fps']:7.1f} FPS")
+                spread = r.get("median_ms_min_median_max")
+                extra = f"  (over {r['processes']} processes: {spread[0]}-{spread[2]} ms)" if spread else ""
+                if "compare_ratio" in r:
+                    extra += f"  {r['compare_ratio']}x faster than --compare-cmd"
+                print(f"{r['backend']:12s} {r['model']:8s} {r['height']}x{r['width']:<5d} {r['median_ms']:8.2f} ms "
+                      f"{r['fps']:7.1f} FPS{extra}")
         if "node" in result:
             print(json.dumps(result["node"], indent=2))
     return 0
@@ -124,7 +180,10 @@ def register(subparsers) -> None:
                               formatter_class=_Formatter,
                               epilog="examples:\n  fusion-ros bench --json\n  fusion-ros bench --models lite --backends onnxruntime --sizes 480x640\n"
                               "  fusion-ros bench --node --json\n  fusion-ros bench --transport --frames 150 --through-node\n"
-                              "  fusion-ros bench --keep-up --threads 1\n  fusion-ros bench --soak --minutes 10 --threads 1")
+                              "  fusion-ros bench --keep-up --threads 1\n  fusion-ros bench --soak --minutes 10 --threads 1\n"
+                              "  fusion-ros bench --models lite --backends onnxruntime --sizes 480x640 --repeat 5\n"
+                              "  fusion-ros bench --models lite --backends onnxruntime --sizes 480x640 --repeat 3 "
+                              "--compare-cmd 'sleep 0.5' --compare-frames 1")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", default="", help="also write the JSON to this file")
     p.add_argument("--models", nargs="+", default=list(VARIANTS), help="shipped variant names or .onnx paths")
@@ -132,6 +191,12 @@ def register(subparsers) -> None:
                    help="default: every backend available here")
     p.add_argument("--sizes", nargs="+", type=parse_hw, default=list(SIZES), help="input sizes HxW")
     p.add_argument("--runs", type=int, default=50, help="timed runs per size (after warm-up)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="fresh processes per backend and model; > 1 reports min/median/max of their medians")
+    p.add_argument("--compare-cmd", default="",
+                   help="a shell command to time in the same run, between the repeats (e.g. another method's inference "
+                        "script); each row gets the ratio of its time per frame to ours")
+    p.add_argument("--compare-frames", type=int, default=1, help="frames one run of --compare-cmd processes")
     p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs per size")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="fp16 applies on GPU backends")
     p.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
