@@ -231,14 +231,18 @@ class FusionNode(LifecycleNode):
         if self._sync_timer is not None:
             self.destroy_timer(self._sync_timer)
             self._sync_timer = None
+        self._stop_threads()
+        if self.stream is not None:
+            self.stream.reset()
+
+    def _stop_threads(self) -> None:
+        """The worker (and its publisher) and the registration check; nothing publishes after this."""
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
         if self.registration is not None:
             self.registration.stop()
             self.registration = None
-        if self.stream is not None:
-            self.stream.reset()
 
     def _teardown(self) -> None:
         self._stop_inputs()
@@ -255,13 +259,8 @@ class FusionNode(LifecycleNode):
         self.backend = None     # frees the engine
 
     def destroy_node(self) -> None:
-        """Stops the worker thread first, so that nothing publishes on a destroyed node."""
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
-        if self.registration is not None:
-            self.registration.stop()
-            self.registration = None
+        """Stops the node's threads first, so that nothing publishes on a destroyed node."""
+        self._stop_threads()
         super().destroy_node()
 
     def _incompatible(self, topic: str) -> Callable:

@@ -9,7 +9,7 @@ import sys
 
 from fusion_ros.errors import FusionError
 
-__all__ = ["spawn_role", "last_json", "rss_mb", "terminate_process"]
+__all__ = ["spawn_role", "last_json", "rss_mb", "terminate_process", "run_role"]
 
 
 def spawn_role(module: str, args: list[str], env: dict, stdin: bool = False) -> subprocess.Popen:
@@ -48,3 +48,16 @@ def terminate_process(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def run_role(roles: dict, args) -> int:
+    """The child's side: run ``roles[args.role](args)`` in an initialised rclpy and print its report as one JSON line."""
+    import rclpy
+
+    rclpy.init()
+    try:
+        report = roles[args.role](args)
+    finally:
+        rclpy.try_shutdown()
+    print(json.dumps(report))
+    return 0

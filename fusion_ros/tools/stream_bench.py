@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from fusion_ros.errors import ConfigError, FusionError
-from fusion_ros.tools.processes import last_json, rss_mb, spawn_role, terminate_process
+from fusion_ros.tools.processes import last_json, rss_mb, run_role, spawn_role, terminate_process
 
 __all__ = ["run_stream_bench"]
 
@@ -244,16 +244,7 @@ def _main(argv: list[str]) -> int:
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
-    a = ap.parse_args(argv)
-    import rclpy
-
-    rclpy.init()
-    try:
-        rep = {"player": _role_player, "recorder": _role_recorder}[a.role](a)
-    finally:
-        rclpy.try_shutdown()
-    print(json.dumps(rep))
-    return 0
+    return run_role({"player": _role_player, "recorder": _role_recorder}, ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Used by ``fusion-ros bench --transport --json``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import random
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from fusion_ros.errors import ConfigError, FusionError
-from fusion_ros.tools.processes import last_json, spawn_role, terminate_process
+from fusion_ros.tools.processes import last_json, run_role, spawn_role, terminate_process
 
 __all__ = ["run_transport_bench", "DEFAULT_PROFILE", "PROFILE_ENV_VARS"]
 
@@ -353,16 +352,7 @@ def _main(argv: list[str]) -> int:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--encoding", default="bgr8")
-    a = ap.parse_args(argv)
-    import rclpy
-
-    rclpy.init()
-    try:
-        rep = {"pub": _role_pub, "sub": _role_sub, "player": _role_player, "recorder": _role_recorder}[a.role](a)
-    finally:
-        rclpy.try_shutdown()
-    print(json.dumps(rep))
-    return 0
+    return run_role({"pub": _role_pub, "sub": _role_sub, "player": _role_player, "recorder": _role_recorder}, ap.parse_args(argv))
 
 
 if __name__ == "__main__":
