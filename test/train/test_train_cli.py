@@ -60,7 +60,8 @@ def test_a_missing_video_path_stops_the_run_before_stage_one(tmp_path, monkeypat
     assert not (tmp_path / "runs").exists(), "nothing ran"
 
 
-def test_a_short_run_never_replaces_the_model_at_export_path(tmp_path, monkeypatch, capsys) -> None:
+def test_a_short_run_never_replaces_the_model_at_export_path(tmp_path, monkeypatch, capsys, shared_dir) -> None:
+    """The recipe's data paths are checked before the model at export_path, so this needs the shared data."""
     models = tmp_path / "models"
     models.mkdir()
     for ext in (".onnx", ".json", ".pt"):
