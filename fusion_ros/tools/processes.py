@@ -9,7 +9,7 @@ import sys
 
 from fusion_ros.errors import FusionError
 
-__all__ = ["spawn_role", "last_json", "rss_mb", "terminate_process", "run_role"]
+__all__ = ["spawn_role", "spawn_node", "last_json", "rss_mb", "terminate_process", "run_role"]
 
 
 def spawn_role(module: str, args: list[str], env: dict, stdin: bool = False) -> subprocess.Popen:
@@ -17,6 +17,14 @@ def spawn_role(module: str, args: list[str], env: dict, stdin: bool = False) -> 
     return subprocess.Popen([sys.executable, "-m", module, *args], env=env,
                             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def spawn_node(params: dict, env: dict, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+               cwd: str | None = None) -> subprocess.Popen:
+    """Start ``python -m fusion_ros.ros.node`` with ``-p name:=value`` for each of ``params`` (lists as JSON)."""
+    ros_args = [a for k, v in params.items() for a in ("-p", f"{k}:={json.dumps(v) if isinstance(v, list) else v}")]
+    return subprocess.Popen([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", *ros_args], env=env, cwd=cwd,
+                            stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, text=True)
 
 
 def last_json(out: str, err: str, what: str) -> dict:

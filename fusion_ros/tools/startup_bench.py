@@ -10,23 +10,16 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import sys
 import time
 
 import numpy as np
 
 from fusion_ros.errors import FusionError
+from fusion_ros.tools.processes import rss_mb, spawn_node, terminate_process
 
 __all__ = ["run_startup_bench"]
 
 READY = "engine ready"
-
-
-def _rss_mb(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _torch_mapped(pid: int) -> bool:
@@ -40,25 +33,19 @@ def _one(backend: str, python_path: str | None, timeout_s: float) -> dict:
         env["PYTHONPATH"] = python_path
     t0 = time.monotonic()
     # ``-m`` puts the working directory first on sys.path: run from the checkout under test.
-    proc = subprocess.Popen([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", "-p", f"backend:={backend}"],
-                            env=env, cwd=python_path or None, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = spawn_node({"backend": backend}, env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=python_path or None)
     try:
         for line in proc.stdout:
             if READY in line:
                 ready_s = time.monotonic() - t0
                 time.sleep(1.0)         # the first diagnostics and the subscriptions are set up
-                return {"ready_s": round(ready_s, 3), "rss_mb": round(_rss_mb(proc.pid), 1),
+                return {"ready_s": round(ready_s, 3), "rss_mb": round(rss_mb(proc.pid), 1),
                         "torch_loaded": _torch_mapped(proc.pid)}
             if time.monotonic() - t0 > timeout_s:
                 break
         raise FusionError(f"the node did not report '{READY}' within {timeout_s} s (rc={proc.poll()})")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate_process(proc)
 
 
 def run_startup_bench(runs: int = 5, backend: str = "onnxruntime", python_path: str | None = None,

@@ -16,7 +16,6 @@ Used by ``fusion-ros bench --keep-up`` (30 Hz + 9 Hz, a short run) and ``fusion-
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import subprocess
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fusion_ros.errors import ConfigError, FusionError
-from fusion_ros.tools.processes import last_json, rss_mb, run_role, spawn_role, terminate_process
+from fusion_ros.tools.processes import last_json, rss_mb, run_role, spawn_node, spawn_role, terminate_process
 
 __all__ = ["run_stream_bench"]
 
@@ -69,14 +68,12 @@ def run_stream_bench(rgb_hz: float = 30.0, thermal_hz: float = 9.0, duration_s: 
     # 215-232: domain ids the tests (1-200) never pick, so a run never sees a test's cameras.
     env = _env(random.randint(215, 232))
     params = {"diagnostics_period_s": 1.0, **(node_params or {})}
-    ros_args = [a for k, v in params.items() for a in ("-p", f"{k}:={json.dumps(v) if isinstance(v, list) else v}")]
     common = ["--rgb-hz", str(rgb_hz), "--thermal-hz", str(thermal_hz), "--duration", str(duration_s),
               "--width", str(width), "--height", str(height)]
     procs: list[subprocess.Popen] = []
     rss: list[tuple[float, float]] = []
     try:
-        node = subprocess.Popen([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", *ros_args], env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        node = spawn_node(params, env)
         procs.append(node)
         rec = spawn_role(MODULE, ["recorder", *common], env, stdin=True)
         procs.append(rec)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from fusion_ros.errors import ConfigError, FusionError
-from fusion_ros.tools.processes import last_json, run_role, spawn_role, terminate_process
+from fusion_ros.tools.processes import last_json, run_role, spawn_node, spawn_role, terminate_process
 
 __all__ = ["run_transport_bench", "DEFAULT_PROFILE", "PROFILE_ENV_VARS"]
 
@@ -143,9 +143,7 @@ def run_transport_bench(frames: int = 150, rate_hz: float = 30.0, width: int = 6
 
         params = {**NODE_PARAMS, **(node_params or {})}
         # The node's input queue is the sensor-data default (5): what the node drops under load is counted.
-        ros_args = [a for k, v in params.items() for a in ("-p", f"{k}:={v}")]
-        node = subprocess.Popen([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", *ros_args], env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        node = spawn_node(params, env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         procs.append(node)
         rec = spawn_role(MODULE, ["recorder", *common], env, stdin=True)
         procs.append(rec)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="the ROS tests need rclpy (ros-jazzy-rclpy wheels)")
+
+from node_processes import node_env, wait_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "config" / "fastdds_shm.xml"
@@ -72,3 +76,35 @@ def spin(ros_context):
     yield start
     for s in spinners:
         s.stop()
+
+
+@pytest.fixture
+def start_node(domain_id, tmp_path):
+    """``start_node(ros_args) -> (process, log file)``: ``python -m fusion_ros.ros.node --ros-args *ros_args`` as its
+    own process on this test's domain, its output in a log file; stopped after the test."""
+    from fusion_ros.tools.processes import terminate_process
+
+    started = []
+
+    def start(ros_args: list[str]):
+        log = open(tmp_path / f"node{len(started)}.log", "w+")
+        proc = subprocess.Popen([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", *ros_args],
+                                env=node_env(domain_id), stdout=log, stderr=subprocess.STDOUT)
+        started.append((proc, log))
+        return proc, log
+
+    yield start
+    for proc, log in started:
+        terminate_process(proc)
+        log.close()
+
+
+@pytest.fixture
+def graph_up():
+    """``graph_up(recorder, player, timeout) -> bool``: the node in another process is up (diagnostics arrive, it
+    subscribes to both cameras and publishes the fused topic)."""
+    def up(rec, player, timeout: float) -> bool:
+        return wait_for(lambda: rec.last_status() is not None and player.pub_rgb.get_subscription_count() >= 1
+                        and player.pub_thermal.get_subscription_count() >= 1
+                        and rec.count_publishers("fused/image_raw") >= 1, timeout)
+    return up

@@ -4,32 +4,19 @@ each kind of bad input in /diagnostics and fuses again after resolution changes 
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 import time
 from array import array
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fusion_ros.pipeline import image_codec as ic
 from fusion_ros.tools.player import PlayerNode, RecorderNode, image_msg, load_frames
-from fusion_ros.tools.processes import terminate_process
 
 pytestmark = pytest.mark.ros
 
-PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml"
 NODE_ARGS = ["-p", "inference_size:=[160,120]", "-p", "threads:=1", "-p", "backend:=onnxruntime",
              "-p", "diagnostics_period_s:=0.2", "-p", "thermal_timeout_s:=0.5", "-p", "stamp_jump_s:=1.0"]
-
-
-def _wait(cond, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and not cond():
-        time.sleep(0.05)
-    return cond()
 
 
 class Camera:
@@ -91,27 +78,13 @@ def _bad_messages(good_rgb, good_th):
     }
 
 
-@pytest.fixture
-def node_process(domain_id, tmp_path):
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), FASTDDS_DEFAULT_PROFILES_FILE=str(PROFILE),
-               FASTRTPS_DEFAULT_PROFILES_FILE=str(PROFILE), PYTHONUNBUFFERED="1")
-    log = open(tmp_path / "node.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", *NODE_ARGS],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
-    yield proc, log
-    terminate_process(proc)
-    log.close()
-
-
-def test_node_survives_every_malformed_kind_and_fuses_after_jumps(ros_context, spin, node_process):
-    proc, log = node_process
+def test_node_survives_every_malformed_kind_and_fuses_after_jumps(ros_context, spin, start_node, graph_up):
+    proc, log = start_node(NODE_ARGS)
     frames = load_frames(frames=8, rgb_size=(320, 240), thermal_size=(160, 128))
     player = PlayerNode(frames, rgb_encoding="bgr8", context=ros_context)
     rec = RecorderNode(context=ros_context)
     spin(rec)
-    up = _wait(lambda: rec.last_status() is not None and player.pub_rgb.get_subscription_count() >= 1
-               and player.pub_thermal.get_subscription_count() >= 1 and rec.count_publishers("fused/image_raw") >= 1,
-               40.0)
+    up = graph_up(rec, player, 40.0)
     log.seek(0)
     assert up, f"node not up: rc={proc.poll()} log:\n{log.read()[-3000:]}"
     time.sleep(0.3)

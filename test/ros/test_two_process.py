@@ -3,18 +3,14 @@ with the shipped Fast DDS shared-memory profile."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 
 import pytest
-from pathlib import Path
+from node_processes import node_env, wait_for
 
 from fusion_ros.tools.player import PlayerNode, RecorderNode, load_frames
-from fusion_ros.tools.processes import terminate_process
-
-PROFILE = Path(__file__).resolve().parents[2] / "config" / "fastdds_shm.xml"
 
 pytestmark = pytest.mark.ros
 
@@ -24,43 +20,18 @@ NODE_ARGS = ["-p", "inference_size:=[160,120]", "-p", "threads:=1", "-p", "backe
              "-p", "qos_overrides./rgb/image_raw.subscription.depth:=10"]
 
 
-def _env(domain_id: int) -> dict:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id), FASTDDS_DEFAULT_PROFILES_FILE=str(PROFILE),
-               FASTRTPS_DEFAULT_PROFILES_FILE=str(PROFILE), PYTHONUNBUFFERED="1")
-    return env
-
-
-def _wait(cond, timeout):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and not cond():
-        time.sleep(0.05)
-    return cond()
-
-
-@pytest.fixture
-def node_process(domain_id, tmp_path):
-    log = open(tmp_path / "node.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", *NODE_ARGS],
-                            env=_env(domain_id), stdout=log, stderr=subprocess.STDOUT)
-    yield proc, log
-    terminate_process(proc)
-    log.close()
-
-
-def test_two_process_fused_stream(ros_context, spin, node_process):
-    proc, log = node_process
+def test_two_process_fused_stream(ros_context, spin, start_node, graph_up):
+    proc, log = start_node(NODE_ARGS)
     frames = load_frames(frames=30, rgb_size=(640, 480), thermal_size=(320, 256))
     player = PlayerNode(frames, rgb_encoding="bgr8", context=ros_context)
     rec = RecorderNode(context=ros_context)
     spin(rec)
-    ready = _wait(lambda: rec.last_status() is not None and player.pub_rgb.get_subscription_count() >= 1
-                  and player.pub_thermal.get_subscription_count() >= 1
-                  and rec.count_publishers("fused/image_raw") >= 1, 25.0)
+    ready = graph_up(rec, player, 25.0)
     log.seek(0)
     assert ready, f"node not up: rc={proc.poll()} log:\n{log.read()[-3000:]}"
     time.sleep(0.3)
     player.play(rgb_hz=30.0, thermal_hz=9.0, n_rgb=30)     # RGB bgr8 640x480 @30 Hz, thermal mono16 320x256 @9 Hz
-    _wait(lambda: len(rec.images) >= 30 and len(rec.infos) >= 30, 3.0)
+    wait_for(lambda: len(rec.images) >= 30 and len(rec.infos) >= 30, 3.0)
     time.sleep(0.5)
 
     sent = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in player.sent_rgb}
@@ -86,7 +57,7 @@ def test_two_process_fused_stream(ros_context, spin, node_process):
 
 def test_bad_parameter_exits_naming_it(domain_id):
     out = subprocess.run([sys.executable, "-m", "fusion_ros.ros.node", "--ros-args", "-p",
-                          "thermal_range:=[5000.0,1000.0]"], env=_env(domain_id), capture_output=True, text=True,
+                          "thermal_range:=[5000.0,1000.0]"], env=node_env(domain_id), capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 1
     assert "thermal_range" in out.stdout + out.stderr
