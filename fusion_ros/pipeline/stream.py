@@ -168,7 +168,6 @@ class FusionStream:
         """Buffer a decoded thermal frame; returns the jobs it decides."""
         now = self.clock() if now is None else now
         self.stats.thermal_in += 1
-        out = []
         if self._last_thermal is not None and self._last_thermal - stamp > self.cfg.stamp_jump_s:
             self._jump(f"thermal stamp jumped back {self._last_thermal - stamp:.3f} s")
             self.sync.clear_thermal()
@@ -176,13 +175,13 @@ class FusionStream:
         self._thermal_size = self._count_resize(self._thermal_size, thermal.shape, "thermal_resolution_changes")
         if self._last_thermal is not None and stamp <= self._last_thermal:
             self.stats.thermal_out_of_order += 1
-            return out + self._jobs(self.sync.poll(now))
+            return self._jobs(self.sync.poll(now))
         self._last_thermal = stamp
         if self.mode == "passthrough":
             log.info("thermal is back: fusion resumed with a new streaming memory")
             self.mode = "fusing"
             self._reset_next = True
-        return out + self._jobs(self.sync.add_thermal(stamp, thermal, now))
+        return self._jobs(self.sync.add_thermal(stamp, thermal, now))
 
     def add_rgb(self, stamp: float, rgb: np.ndarray, item: Any = None, now: float | None = None) -> list[Job]:
         """Queue a decoded RGB frame (``item`` travels with it); returns the jobs that are now decided."""
@@ -221,8 +220,7 @@ class FusionStream:
         if job.thermal is None:
             self.stats.passthrough += 1
             return Output(job, None)
-        if job.reset_memory:
-            self.fuser.reset()
+        self._start_memory_if_asked(job)
         fused = self.fuser.step(job.thermal, job.rgb, job.stamp)
         self.stats.fused += 1
         return Output(job, fused, FuserTimings(**vars(self.fuser.timings)))
@@ -233,8 +231,7 @@ class FusionStream:
         passthrough. Training's dataset extraction writes these, so its pairs are the node's by construction."""
         if job.thermal is None:
             return None
-        if job.reset_memory:
-            self.fuser.reset()
+        self._start_memory_if_asked(job)
         return self.fuser.network_inputs(job.thermal, job.rgb)
 
     def run(self, jobs: list[Job]) -> list[Output]:
@@ -242,6 +239,10 @@ class FusionStream:
         return [self.process(j) for j in jobs]
 
     # -- internals -----------------------------------------------------------------------------------------
+    def _start_memory_if_asked(self, job: Job) -> None:
+        if job.reset_memory:
+            self.fuser.reset()
+
     def _thermal_lost(self, rgb_stamp: float) -> bool:
         ref = self._last_thermal if self._last_thermal is not None else self._first_rgb
         return rgb_stamp - ref > self.cfg.thermal_timeout_s
