@@ -108,9 +108,12 @@ def _inference_rows(args: argparse.Namespace) -> dict:
 
 
 def _stream_bench(args: argparse.Namespace) -> dict:
+    from fusion_ros.config import parse_set_args
+    from fusion_ros.ros.params import settings_from_values
     from fusion_ros.tools.stream_bench import run_stream_bench
 
-    params = {"threads": args.threads} if args.threads else {}
+    params = {**({"threads": args.threads} if args.threads else {}), **parse_set_args(args.set)}
+    settings_from_values(params)        # a misspelt or invalid node parameter fails here, naming it
     if args.soak:
         run = run_stream_bench(rgb_hz=60.0, thermal_hz=30.0, duration_s=60.0 * args.minutes, node_params=params)
     else:
@@ -180,7 +183,7 @@ def register(subparsers) -> None:
                               formatter_class=_Formatter,
                               epilog="examples:\n  fusion-ros bench --json\n  fusion-ros bench --models lite --backends onnxruntime --sizes 480x640\n"
                               "  fusion-ros bench --node --json\n  fusion-ros bench --transport --frames 150 --through-node\n"
-                              "  fusion-ros bench --keep-up --threads 1\n  fusion-ros bench --soak --minutes 10 --threads 1\n"
+                              "  fusion-ros bench --keep-up --threads 1\n  fusion-ros bench --keep-up --threads 1 --set inference_size=[320,240]\n  fusion-ros bench --soak --minutes 10 --threads 1\n"
                               "  fusion-ros bench --models lite --backends onnxruntime --sizes 480x640 --repeat 5\n"
                               "  fusion-ros bench --models lite --backends onnxruntime --sizes 480x640 --repeat 3 "
                               "--compare-cmd 'sleep 0.5' --compare-frames 1")
@@ -212,6 +215,8 @@ def register(subparsers) -> None:
     p.add_argument("--soak", action="store_true",
                    help="like --keep-up with RGB at 60 Hz and thermal at 30 Hz for --minutes: latency over time, RSS growth")
     p.add_argument("--minutes", type=float, default=10.0, help="duration of --soak")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="with --keep-up / --soak: a node parameter (the node's names), e.g. inference_size=[320,240]")
     p.add_argument("--startup", action="store_true",
                    help="ONNX Runtime node start-up: process start to 'engine ready', its RSS, whether torch loaded")
     p.add_argument("--runs-startup", type=int, default=5, help="node starts for --startup")
