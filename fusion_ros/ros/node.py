@@ -259,8 +259,8 @@ class FusionNode(LifecycleNode):
         self.backend = None     # frees the engine
 
     def destroy_node(self) -> None:
-        """Stops the node's threads first, so that nothing publishes on a destroyed node."""
-        self._stop_threads()
+        """Stops the inputs and the node's threads first, so that nothing runs or publishes on a destroyed node."""
+        self._stop_inputs()
         super().destroy_node()
 
     def _incompatible(self, topic: str) -> Callable:
@@ -300,20 +300,25 @@ class FusionNode(LifecycleNode):
         decoded = self._decode_stamped(msg, "rgb", M.decode_rgb)
         if decoded is not None:
             rgb, stamp = decoded
-            self.worker.submit(self.stream.add_rgb(stamp, rgb, msg))
+            self._submit(self.stream.add_rgb(stamp, rgb, msg))
 
     def _thermal_callback(self, msg: Image) -> None:
         self.thermal_rate.tick()
         decoded = self._decode_stamped(msg, "thermal", M.decode_thermal)
         if decoded is not None:
             thermal, stamp = decoded
-            self.worker.submit(self.stream.add_thermal(stamp, thermal))
+            self._submit(self.stream.add_thermal(stamp, thermal))
 
     def _info_callback(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
     def _sync_timer_callback(self) -> None:
-        self.worker.submit(self.stream.poll())
+        self._submit(self.stream.poll())
+
+    def _submit(self, jobs: list[Job]) -> None:
+        worker = self.worker
+        if worker is not None:      # None: a callback already running when the node was deactivated or destroyed
+            worker.submit(jobs)
 
     def _decode_stamped(self, msg: Image, kind: str, decode) -> tuple[np.ndarray, float] | None:
         """Decoded array and pairing stamp; None (counted by kind, throttle-logged) when the message is unusable."""
