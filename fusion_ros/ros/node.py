@@ -36,10 +36,11 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image
 
 from fusion_ros.errors import EncodingError, FusionError
@@ -55,6 +56,8 @@ __all__ = ["FusionNode", "main"]
 PUBLISHER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
 WARN_PERIOD_S = 10.0
 SYNC_POLL_PERIOD_S = 0.02
+# How long a stop request may wait for the executor to return (it cannot wake rcl_wait from a signal handler).
+STOP_POLL_PERIOD_S = 0.1
 
 
 class _Rate:
@@ -478,50 +481,69 @@ def _start(node: FusionNode) -> bool:
     return True
 
 
-def _ignore_further_stop_signals() -> None:
-    # A terminal's Ctrl-C reaches the node and `ros2 launch` forwards one more: the second must not interrupt the
-    # cleanup with a traceback. The cleanup is bounded (worker join), so nothing can hang here.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag; the spin loop sees it within one poll and the node stops in order.
+
+    rclpy's own handler chains to Python's, which raises KeyboardInterrupt wherever the main thread happens to be,
+    including inside rclpy's message conversion, where pybind11 turns it into a RuntimeError traceback. A handler
+    that only records the request cannot interrupt anything, and a second signal during cleanup is harmless.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.spinning = False       # before the spin loop (engine load, a TensorRT build) a stop interrupts at once
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._handle)
+            signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.event.set()
+        if not self.spinning:
+            raise KeyboardInterrupt
 
 
 def _destroy_quietly(node: FusionNode) -> None:
     try:
         node.destroy_node()
-    except Exception as exc:        # the context may already be shut down by the signal handler
+    except Exception as exc:        # the context may already be shut down
         print(f"fusion_node: cleanup after shutdown: {exc}", file=sys.stderr)
 
 
-def _spin_until_shutdown(node: FusionNode) -> None:
+def _spin_until_stopped(node: FusionNode, stop: _StopRequest) -> None:
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    stop.spinning = True
     try:
-        rclpy.spin(node)
-    except Exception:
-        # SIGTERM/SIGINT shut the context down from rclpy's signal handler; if that lands while the executor builds
-        # its next wait set, rclpy raises RCLError instead of ExternalShutdownException. That is a normal stop.
-        if node.context.ok():
-            raise
+        while not stop.event.is_set() and node.context.ok():
+            executor.spin_once(timeout_sec=STOP_POLL_PERIOD_S)
+    except ExternalShutdownException:
+        pass                        # the context was shut down from elsewhere (e.g. a lifecycle shutdown)
+    finally:
+        executor.shutdown(timeout_sec=0.0)
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console-script entry point ``fusion_node`` (Jazzy init/spin/shutdown pattern)."""
+    """Console-script entry point ``fusion_node`` (init, spin until SIGINT/SIGTERM, destroy, shutdown)."""
     node = None
     rc = 0
+    stop = _StopRequest()
     try:
-        rclpy.init(args=args)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        stop.install()
         node = FusionNode()
         if _start(node):
-            _spin_until_shutdown(node)
+            _spin_until_stopped(node, stop)
         else:
             rc = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    except KeyboardInterrupt:
+        pass                        # a stop while starting (engine load): nothing is running yet
     except (FusionError, ParameterException) as exc:
         # Bad parameters fail fast with the parameter's name (rclpy's message names it, ours too).
         print(f"fusion_node: error: {exc}", file=sys.stderr)
         rc = 1
     finally:
-        _ignore_further_stop_signals()
         if node is not None:
             _destroy_quietly(node)
         rclpy.try_shutdown()
