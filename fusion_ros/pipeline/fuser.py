@@ -27,7 +27,7 @@ from fusion_ros.errors import ConfigError, ShapeError
 from fusion_ros.pipeline.agc import AGCConfig, ThermalAGC
 from fusion_ros.pipeline.registration import RegistrationConfig, warp_thermal
 
-__all__ = ["Backend", "FuserConfig", "Fuser", "FuserTimings"]
+__all__ = ["Backend", "FuserConfig", "Fuser", "FuserTimings", "PreparedPair"]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,18 @@ class FuserTimings:
         return self.agc_ms + self.register_ms + self.prepare_ms + self.finish_ms
 
 
+@dataclass
+class PreparedPair:
+    """One pair ready for the network (:meth:`Fuser.prepare`): its inputs, its RGB size, and whether the streaming
+    memory restarts before it."""
+
+    thermal: np.ndarray             # (1, 1, h, w) float32 in [0, 1], on the inference grid
+    visible: np.ndarray             # (1, 3, h, w) float32 RGB in [0, 1]
+    out_size: tuple[int, int]       # (width, height) of the RGB image the output is resized back to
+    reset_memory: bool
+    timings: FuserTimings
+
+
 class Fuser:
     """Stateful frame fuser.
 
@@ -125,50 +137,55 @@ class Fuser:
         self._last_stamp: float | None = None
         self._last_size: tuple[int, int] | None = None
         self.memory_resets = 0
-        self.timings = FuserTimings()
+        self._memory_reset_pending = False
+        self.timings = FuserTimings()       # of the last finished pair
 
     def configure(self, cfg: FuserConfig) -> None:
         """Apply new settings (live); AGC levels are kept, the memory is reset if the inference size changed."""
         if tuple(cfg.inference_size) != tuple(self.cfg.inference_size) or cfg.use_memory != self.cfg.use_memory:
-            self._reset_memory("configuration change")
+            self._ask_memory_reset("configuration change")
         self.cfg = cfg
         self.agc.cfg = cfg.agc
         self._reg = cfg.registration
 
     def reset(self) -> None:
         """Reset the streaming memory and the AGC levels (e.g. on a new sequence)."""
-        self._reset_memory("reset()")
+        self._ask_memory_reset("reset()")
         self.agc.reset()
         self._last_stamp = None
 
-    def _reset_memory(self, why: str) -> None:
-        if self.backend is not None:        # None: a fuser used only for network_inputs (dataset extraction)
-            self.backend.reset_memory()
-        self.memory_resets += 1
+    def _ask_memory_reset(self, why: str) -> None:
+        # Applied by the next infer(), on the thread that owns the memory: a pipelined caller prepares the next
+        # pair while the previous one is still being inferred.
+        self._memory_reset_pending = True
         log.debug("streaming memory reset: %s", why)
 
-    def prepare_thermal(self, thermal: np.ndarray, rgb_size: tuple[int, int]) -> np.ndarray:
+    def prepare_thermal(self, thermal: np.ndarray, rgb_size: tuple[int, int],
+                        timings: FuserTimings | None = None) -> np.ndarray:
         """AGC + registration: (h, w) thermal -> (H_inf, W_inf) float32 in [0, 1] on the inference grid."""
+        timings = self.timings if timings is None else timings
         t0 = time.perf_counter()
         th = self.agc(thermal)
         t1 = time.perf_counter()
         inf = self.inference_size(rgb_size)
         th = warp_thermal(th, inf, self._reg, ref_size=rgb_size)
-        self.timings.agc_ms = (t1 - t0) * 1e3
-        self.timings.register_ms = (time.perf_counter() - t1) * 1e3
+        timings.agc_ms = (t1 - t0) * 1e3
+        timings.register_ms = (time.perf_counter() - t1) * 1e3
         return th
 
-    def network_inputs(self, thermal: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def network_inputs(self, thermal: np.ndarray, rgb: np.ndarray,
+                       timings: FuserTimings | None = None) -> tuple[np.ndarray, np.ndarray]:
         """What the network gets for one pair: thermal (1, 1, H, W) and visible (1, 3, H, W) float32 in [0, 1] on
         the inference grid (AGC, registration, resize); updates the AGC levels as fusing the pair does."""
+        timings = self.timings if timings is None else timings
         h, w = rgb.shape[:2]
-        th = self.prepare_thermal(thermal, (w, h))
+        th = self.prepare_thermal(thermal, (w, h), timings)
         t0 = time.perf_counter()
         inf_w, inf_h = self.inference_size((w, h))
         vis = rgb if (inf_w, inf_h) == (w, h) else cv2.resize(np.ascontiguousarray(rgb), (inf_w, inf_h),
                                                               interpolation=cv2.INTER_AREA)
         visible = to_chw(vis)
-        self.timings.prepare_ms = (time.perf_counter() - t0) * 1e3
+        timings.prepare_ms = (time.perf_counter() - t0) * 1e3
         return th.reshape(1, 1, inf_h, inf_w), visible
 
     def inference_size(self, rgb_size: tuple[int, int]) -> tuple[int, int]:
@@ -176,7 +193,8 @@ class Fuser:
         return rgb_size if tuple(self.cfg.inference_size) == (0, 0) else tuple(int(v) for v in self.cfg.inference_size)
 
     def step(self, thermal: np.ndarray, rgb: np.ndarray, stamp: float | None = None) -> np.ndarray:
-        """Fuse one registered-or-not thermal frame with one RGB frame.
+        """Fuse one registered-or-not thermal frame with one RGB frame (:meth:`prepare`, :meth:`infer`,
+        :meth:`finish` in one call).
 
         Args:
             thermal: (h, w) uint8 (x/255), uint16 (AGC) or float32 in [0, 1], any size.
@@ -189,30 +207,48 @@ class Fuser:
         Raises:
             ShapeError: wrong array ranks/channels.
         """
+        pair = self.prepare(thermal, rgb, stamp)
+        return self.finish(self.infer(pair), pair)
+
+    def prepare(self, thermal: np.ndarray, rgb: np.ndarray, stamp: float | None = None) -> PreparedPair:
+        """AGC, registration and conversion of one pair, and whether the memory must restart before it (a stamp
+        gap, a backwards stamp, a resolution change, :meth:`reset`). Call in frame order; it touches no engine
+        state, so it may run while the previous pair is in :meth:`infer`."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ShapeError(f"rgb must be (H, W, 3) uint8, got shape {rgb.shape} dtype {rgb.dtype}")
         h, w = rgb.shape[:2]
         if self._last_size is not None and self._last_size != (w, h):
-            self._reset_memory(f"resolution change {self._last_size} -> {(w, h)}")
+            self._ask_memory_reset(f"resolution change {self._last_size} -> {(w, h)}")
         elif stamp is not None and self._last_stamp is not None:
             gap = stamp - self._last_stamp
             if gap > self.cfg.memory_reset_gap_s or gap < 0:
-                self._reset_memory(f"stamp gap {gap:.3f} s")
+                self._ask_memory_reset(f"stamp gap {gap:.3f} s")
         self._last_size = (w, h)
         if stamp is not None:
             self._last_stamp = stamp
+        timings = FuserTimings()
+        thermal_t, visible = self.network_inputs(thermal, rgb, timings)
+        reset, self._memory_reset_pending = self._memory_reset_pending, False
+        return PreparedPair(thermal_t, visible, (w, h), reset, timings)
 
-        thermal_t, visible = self.network_inputs(thermal, rgb)
-        inf_w, inf_h = self.inference_size((w, h))
-        t1 = time.perf_counter()
-        out = self.backend.infer(thermal_t, visible, use_memory=self.cfg.use_memory)
-        t2 = time.perf_counter()
+    def infer(self, pair: PreparedPair) -> np.ndarray:
+        """Run the network on a prepared pair (in frame order: the streaming memory lives here)."""
+        if pair.reset_memory:
+            self.backend.reset_memory()
+            self.memory_resets += 1
+        t0 = time.perf_counter()
+        out = self.backend.infer(pair.thermal, pair.visible, use_memory=self.cfg.use_memory)
+        pair.timings.infer_ms = (time.perf_counter() - t0) * 1e3
+        return out
+
+    def finish(self, out: Any, pair: PreparedPair) -> np.ndarray:
+        """The network's output -> (H, W, 3) uint8 RGB at the RGB size of ``pair``."""
+        t0 = time.perf_counter()
         fused = from_chw(np.asarray(out))
-        if (inf_w, inf_h) != (w, h):
-            fused = cv2.resize(fused, (w, h), interpolation=cv2.INTER_LINEAR)
-        t3 = time.perf_counter()
-        self.timings.infer_ms = (t2 - t1) * 1e3
-        self.timings.finish_ms = (t3 - t2) * 1e3
+        if fused.shape[1::-1] != pair.out_size:
+            fused = cv2.resize(fused, pair.out_size, interpolation=cv2.INTER_LINEAR)
+        pair.timings.finish_ms = (time.perf_counter() - t0) * 1e3
+        self.timings = pair.timings
         return fused
 
     def __repr__(self) -> str:

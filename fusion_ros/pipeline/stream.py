@@ -13,7 +13,7 @@ the demo and the benchmarks. It owns:
   the memory and counts the jump; the next pair is fused again;
 - **newest frame wins**: :class:`LatestFrameWorker` fuses off the caller's thread and, when the network is
   slower than the camera, drops the frames that waited too long for newer ones and counts the drops (no queue:
-  an answered frame is at most ``sync_max_wait_s`` plus about two frame times old);
+  an answered frame is at most ``sync_max_wait_s`` plus about three frame times old);
 - **counters**: everything /diagnostics shows (:class:`StreamStats`).
 
 Inputs are decoded arrays with their stamps; ``item`` is carried through untouched (the node passes the ROS
@@ -46,7 +46,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fusion_ros.errors import ConfigError
-from fusion_ros.pipeline.fuser import Fuser, FuserTimings
+from fusion_ros.pipeline.fuser import Fuser, FuserTimings, PreparedPair
 from fusion_ros.pipeline.sync import ApproxTimeSync, Pair, SyncConfig
 
 __all__ = ["StreamConfig", "StreamStats", "Job", "Output", "FusionStream", "LatestFrameWorker"]
@@ -116,6 +116,15 @@ class Output:
     job: Job
     fused: np.ndarray | None
     timings: FuserTimings | None = None
+
+
+@dataclass
+class StagedJob:
+    """A job between the stages of :meth:`FusionStream.process` (``pair`` is None for passthrough)."""
+
+    job: Job
+    pair: PreparedPair | None = None
+    network_output: Any = None
 
 
 class FusionStream:
@@ -217,13 +226,32 @@ class FusionStream:
     # -- work ----------------------------------------------------------------------------------------------
     def process(self, job: Job) -> Output:
         """Fuse one job (or pass it through); counts it. Raises what the fuser raises (the caller counts it)."""
+        staged = self.prepare(job)
+        self.infer(staged)
+        return self.finish(staged)
+
+    # The three stages of process(), for a caller that overlaps them (LatestFrameWorker): each is called in job
+    # order, and infer() of one job may run while the next one is prepared and the previous one finished.
+    def prepare(self, job: Job) -> StagedJob:
+        """AGC, registration and conversion (nothing for passthrough)."""
         if job.thermal is None:
-            self.stats.passthrough += 1
-            return Output(job, None)
+            return StagedJob(job)
         self._start_memory_if_asked(job)
-        fused = self.fuser.step(job.thermal, job.rgb, job.stamp)
+        return StagedJob(job, self.fuser.prepare(job.thermal, job.rgb, job.stamp))
+
+    def infer(self, staged: StagedJob) -> None:
+        """The network (nothing for passthrough)."""
+        if staged.pair is not None:
+            staged.network_output = self.fuser.infer(staged.pair)
+
+    def finish(self, staged: StagedJob) -> Output:
+        """The network's output back to a uint8 image at the RGB size; counts the frame."""
+        if staged.pair is None:
+            self.stats.passthrough += 1
+            return Output(staged.job, None)
+        fused = self.fuser.finish(staged.network_output, staged.pair)
         self.stats.fused += 1
-        return Output(job, fused, FuserTimings(**vars(self.fuser.timings)))
+        return Output(staged.job, fused, staged.pair.timings)
 
     def network_inputs(self, job: Job) -> tuple[np.ndarray, np.ndarray] | None:
         """What the network would get for this job, exactly as :meth:`process` prepares it (AGC levels and memory
@@ -274,27 +302,34 @@ class FusionStream:
 
 
 class LatestFrameWorker:
-    """Processes a stream's jobs in order on a thread of its own; when it falls behind, the newest frames win.
+    """Processes a stream's jobs in order on threads of its own; when it falls behind, the newest frames win.
+
+    Three stages overlap, one thread each: the next job is prepared (AGC, registration, conversion) shortly before
+    the current one leaves the network, and the previous one is converted back, encoded and published. The network is
+    the only work on its thread, so the worker keeps up with a camera as fast as the network alone.
 
     Decided jobs wait in order. When the worker takes the next one, every waiting job that has waited longer than
-    about one frame time (``WAIT_FRAMES`` x the running frame time) is dropped (counted in ``stream.stats.dropped``),
-    as long as a newer one waits. Frames decided together (an RGB frame that waited for the next thermal frame is
-    released with the one after it) are both fused when there is time, and nothing queues up when there is not:
-    an answered frame is at most the pairing wait (``sync_max_wait_s``) plus about two frame times old.
+    ``WAIT_FRAMES`` x the running frame time of the slowest stage is dropped (counted in
+    ``stream.stats.dropped``), as long as a newer one waits. Frames decided together (an RGB frame that waited for
+    the next thermal frame is released with the one after it) are both fused when there is time, and nothing
+    queues up when there is not: an answered frame is at most the pairing wait (``sync_max_wait_s``) plus about
+    three frame times old.
 
     Args:
-        stream: the stream whose ``process`` runs here.
-        publish: called with every :class:`Output`, in order, on a publishing thread of its own, so that encoding
-            and sending one frame overlap the next frame's inference.
+        stream: the stream whose ``prepare``/``infer``/``finish`` run here.
+        publish: called with every :class:`Output`, in order, on the publishing thread.
         on_failure: called with (kind, exception, job) when processing or publishing a job raises; the job is
             skipped and counted in ``stream.stats.failures[kind]``; the worker keeps running.
         clock: monotonic clock, s (the one the stream stamps arrivals with).
     """
 
     MAX_WAITING = 8         # a hard cap on top of the age rule
-    # A decided frame may wait this many frame times for the worker: the second of two frames decided together
-    # waits one, and is still fused.
-    WAIT_FRAMES = 1.1
+    # A decided frame may wait this many frame times for the network: the second of two frames decided together
+    # waits one, and is still fused when that network time runs a little long (the network shares the CPU).
+    WAIT_FRAMES = 1.6
+    # The next frame's preparation starts this much (plus twice its running time) before the network is expected
+    # to be free: a network that finishes early, or a thread that wakes late, must not leave the network idle.
+    PREPARE_LEAD_S = 0.005
 
     def __init__(self, stream: FusionStream, publish: Callable[[Output], None],
                  on_failure: Callable[[str, Exception, Job], None] | None = None,
@@ -303,17 +338,24 @@ class LatestFrameWorker:
         self.publish = publish
         self.on_failure = on_failure
         self.clock = clock
-        self.frame_time_s = 0.0          # running estimate of one frame's processing time
+        self._stage_time_s = {"prepare": 0.0, "infer": 0.0}     # running estimates, s
         self._cv = threading.Condition()
         self._waiting: collections.deque[Job] = collections.deque()
+        self._ready: StagedJob | None = None                      # prepared, waiting for the network
+        self._in_flight = 0                                       # taken from _waiting, not yet published
+        self._infer_started: float | None = None                  # clock() when the network took its job
         self._stop = False
-        self.busy = False
-        self._outbox: queue.Queue[Output | None] = queue.Queue(maxsize=1)
-        self._publishing = False
-        self._thread = threading.Thread(target=self._loop, name="fusion-worker", daemon=True)
-        self._publisher = threading.Thread(target=self._publish_loop, name="fusion-publisher", daemon=True)
-        self._thread.start()
-        self._publisher.start()
+        self._outbox: queue.Queue[StagedJob | None] = queue.Queue(maxsize=1)
+        self._threads = [threading.Thread(target=loop, name=f"fusion-{name}", daemon=True)
+                         for name, loop in (("prepare", self._prepare_loop), ("infer", self._infer_loop),
+                                            ("publish", self._publish_loop))]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def frame_time_s(self) -> float:
+        """Running estimate of the time per frame of the slowest stage (what the age rule allows for)."""
+        return max(self._stage_time_s.values())
 
     def submit(self, jobs: list[Job]) -> None:
         """Hand over decided jobs (in order)."""
@@ -326,8 +368,26 @@ class LatestFrameWorker:
             self._waiting.extend(jobs)
             while len(self._waiting) > self.MAX_WAITING:
                 self._drop_oldest()
-            self._cv.notify()
+            self._cv.notify_all()
 
+    def idle(self) -> bool:
+        """True when no job waits and none is being processed or published."""
+        with self._cv:
+            return not self._waiting and not self._in_flight
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish the job in the network and publish it (waiting ones are dropped) and end the threads."""
+        with self._cv:
+            self._stop = True
+            self._waiting.clear()
+            self._cv.notify_all()
+        prepare, infer, publish = self._threads
+        prepare.join(timeout)
+        infer.join(timeout)
+        self._outbox.put(None)
+        publish.join(timeout)
+
+    # -- stages ----------------------------------------------------------------------------------------------
     def _drop_oldest(self) -> None:
         job = self._waiting.popleft()
         self.stream.stats.dropped += 1
@@ -339,61 +399,80 @@ class LatestFrameWorker:
         now = self.clock()
         while len(self._waiting) > 1 and now - self._waiting[0].decided > budget:
             self._drop_oldest()
+        self._in_flight += 1
         return self._waiting.popleft()
 
-    def idle(self) -> bool:
-        """True when no job waits and none is being processed."""
-        with self._cv:
-            return not self._waiting and not self.busy and self._outbox.empty() and not self._publishing
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Finish the job in progress (waiting ones are dropped) and end the thread."""
-        with self._cv:
-            self._stop = True
-            self._waiting.clear()
-            self._cv.notify()
-        self._thread.join(timeout)
-        self._outbox.put(None)
-        self._publisher.join(timeout)
-
-    def _loop(self) -> None:
+    def _prepare_loop(self) -> None:
         while True:
             with self._cv:
-                while not self._waiting and not self._stop:
-                    self._cv.wait()
+                # The next job is chosen only when it can be prepared just in time for the network, so that it is
+                # the newest one when the network gets to it.
+                while not self._stop and (not self._waiting or self._ready is not None or self._network_busy_s()):
+                    self._cv.wait(self._network_busy_s() or None)
                 if self._stop:
                     return
                 job = self._next_job()
-                self.busy = True
             t0 = self.clock()
-            try:
-                self._run(job)
-            finally:
-                dt = self.clock() - t0
-                self.frame_time_s = dt if not self.frame_time_s else 0.8 * self.frame_time_s + 0.2 * dt
-                with self._cv:
-                    self.busy = False
+            ok, staged = self._attempt("fuse", self.stream.prepare, job, job)
+            with self._cv:
+                self._timed("prepare", t0)
+                if ok:
+                    self._ready = staged
+                else:
+                    self._in_flight -= 1
+                self._cv.notify_all()
 
-    def _run(self, job: Job) -> None:
-        try:
-            out = self.stream.process(job)
-        except Exception as exc:        # a frame may fail in many ways (shape, engine); the stream must not
-            self._failed("fuse", exc, job)
-            return
-        self._outbox.put(out)           # waits only while the previous frame is still being sent
+    def _infer_loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stop and self._ready is None:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                staged, self._ready = self._ready, None
+                t0 = self._infer_started = self.clock()
+                self._cv.notify_all()
+            ok, _ = self._attempt("fuse", self.stream.infer, staged, staged.job)
+            if ok:
+                self._outbox.put(staged)        # waits only while the previous frame is still being published
+            with self._cv:
+                self._timed("infer", t0)
+                self._infer_started = None
+                self._cv.notify_all()
+                if not ok:
+                    self._in_flight -= 1
 
     def _publish_loop(self) -> None:
         while True:
-            out = self._outbox.get()
-            if out is None:
+            staged = self._outbox.get()
+            if staged is None:
                 return
-            self._publishing = True
-            try:
-                self.publish(out)
-            except Exception as exc:    # an encoder or transport failure loses this frame only
-                self._failed("publish", exc, out.job)
-            finally:
-                self._publishing = False
+            ok, out = self._attempt("fuse", self.stream.finish, staged, staged.job)
+            if ok:
+                self._attempt("publish", self.publish, out, staged.job)
+            with self._cv:
+                self._in_flight -= 1
+
+    def _network_busy_s(self) -> float:
+        """How long until the network is expected to be free minus the preparation time, s (0: prepare now)."""
+        if self._infer_started is None:
+            return 0.0
+        lead = 2 * self._stage_time_s["prepare"] + self.PREPARE_LEAD_S
+        left = self._infer_started + self._stage_time_s["infer"] - lead - self.clock()
+        return max(left, 0.0)
+
+    def _attempt(self, stage: str, fn: Callable[[Any], Any], arg: Any, job: Job) -> tuple[bool, Any]:
+        """(True, fn(arg)), or (False, None) with the failure counted and reported."""
+        try:
+            return True, fn(arg)
+        except Exception as exc:        # a frame may fail in many ways (shape, engine, encoder); not the stream
+            self._failed(stage, exc, job)
+            return False, None
+
+    def _timed(self, stage: str, t0: float) -> None:
+        dt = self.clock() - t0
+        old = self._stage_time_s[stage]
+        self._stage_time_s[stage] = dt if not old else 0.8 * old + 0.2 * dt
 
     def _failed(self, stage: str, exc: Exception, job: Job) -> None:
         kind = f"{stage}_{getattr(exc, 'kind', None) or type(exc).__name__}"

@@ -84,7 +84,9 @@ def test_memory_reset_on_gap_resolution_and_reset(backend):
     fuser.step(th, np.zeros((32, 48, 3), np.uint8), 0.53)   # resolution change
     assert b.resets == 3
     fuser.reset()
-    assert b.resets == 4 and fuser.agc.state.low is None
+    assert fuser.agc.state.low is None
+    fuser.step(th, rgb, 0.6)            # the memory restarts with the next pair, on the thread that infers
+    assert b.resets == 4
 
 
 def test_errors(backend):
