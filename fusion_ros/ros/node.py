@@ -24,6 +24,7 @@ Topics (relative, remappable): subscribes ``rgb/image_raw``, ``rgb/camera_info``
 from __future__ import annotations
 
 import collections
+import dataclasses
 import signal
 import sys
 import threading
@@ -174,8 +175,9 @@ class FusionNode(LifecycleNode):
     def _load_engine(self) -> bool:
         from fusion_ros.engine import create_backend
 
-        eng = self.settings.engine
+        eng = dataclasses.replace(self.settings.engine, threads=P.network_threads(self.settings.engine.threads))
         self.get_logger().info(f"loading the fusion engine (backend={eng.backend}, precision={eng.precision}, "
+                               f"threads={eng.threads}, "
                                f"model={eng.model_path or 'shipped lite model'}); a TensorRT build may take minutes")
         try:
             self.backend = create_backend(eng)
