@@ -70,6 +70,9 @@ class EstimateConfig:
     work_width: int = 640
     # A frame is used when this share of its pixels carries edges in both images after registration, in [0, 1).
     min_structure: float = 0.01
+    # A frame is used when its edge maps correlate at least this much after registration (ECC's correlation), in
+    # [0, 1): below it the search found no real match (a night frame, a scene flat in one camera).
+    min_correlation: float = 0.2
     # A frame whose estimate is farther than this from the median (mean over a point grid), RGB px, is an outlier.
     outlier_px: float = 3.0
     # Fewest frames that must survive the structure and outlier checks, >= 1.
@@ -88,6 +91,8 @@ class EstimateConfig:
             raise ConfigError(f"work_width={self.work_width} must be >= 64 pixels")
         if not 0 <= self.min_structure < 1:
             raise ConfigError(f"min_structure={self.min_structure} must be in [0, 1)")
+        if not 0 <= self.min_correlation < 1:
+            raise ConfigError(f"min_correlation={self.min_correlation} must be in [0, 1)")
         if not self.outlier_px > 0:
             raise ConfigError(f"outlier_px={self.outlier_px} must be > 0 pixels")
         if self.min_frames < 1:
@@ -421,7 +426,7 @@ def combine_estimates(estimates: Sequence[FrameEstimate], size: tuple[int, int],
                       ) -> tuple[np.ndarray, list[str]]:
     """Robust combination of per-frame estimates into one transform.
 
-    Frames with too little structure or a failed ECC are skipped; each remaining frame maps a grid of points,
+    Frames with too little structure, a failed ECC or a correlation below ``cfg.min_correlation`` are skipped; each remaining frame maps a grid of points,
     frames whose points lie on average more than ``max(cfg.outlier_px, 3 MAD)`` from the per-point median are
     outliers; every grid point is then averaged over the inliers, weighted by each frame's structure near it, and
     ``cfg.model`` is fitted to the averaged points (weighted by the structure they have in total).
@@ -439,12 +444,14 @@ def combine_estimates(estimates: Sequence[FrameEstimate], size: tuple[int, int],
     """
     reasons = ["" if math.isfinite(e.correlation) else "failed" for e in estimates]
     reasons = [r or ("little structure" if e.structure < cfg.min_structure else "") for r, e in zip(reasons, estimates)]
+    reasons = [r or ("no match" if e.correlation < cfg.min_correlation else "") for r, e in zip(reasons, estimates)]
     ok = [i for i, r in enumerate(reasons) if not r]
     if len(ok) < cfg.min_frames:
         best = max((e.structure for e in estimates), default=0.0)
         raise InsufficientStructureError(
             f"only {len(ok)} of {len(estimates)} frames carry enough structure seen by both cameras "
-            f"(edges in both images on >= {cfg.min_structure:.1%} of the pixels; best frame {best:.1%}); "
+            f"(edges in both images on >= {cfg.min_structure:.1%} of the pixels, best frame {best:.1%}; "
+            f"edge maps correlating >= {cfg.min_correlation:.2f} after registration); "
             "record scenes with buildings, poles, vehicles or people at the working distance, "
             "or use a heated target (--target checkerboard)")
     grid = _grid(size, _GRID)
