@@ -77,6 +77,17 @@ def test_flat_scenes_give_the_structure_error():
         estimate_homography(frames)
 
 
+def test_a_frame_that_matches_nothing_is_not_used(clips):
+    """Thermal of one clip with RGB of another: real structure in both, no true match; it must not be averaged in."""
+    a, b = clips["video/dev/0111_1753"], clips["video/dev/0115_1831"]
+    alone = estimate_homography([a[0]])
+    result = estimate_homography([a[0], (b[0][0], a[1][1])])
+    assert result.reasons == ["", "no match"] and result.frames[1].correlation < EstimateConfig().min_correlation
+    assert corner_error(result.homography, alone.homography, (640, 480)) < 1e-6
+    with pytest.raises(InsufficientStructureError, match="correlating"):
+        estimate_homography([(b[0][0], a[1][1])])
+
+
 @pytest.mark.parametrize("model", ["homography", "affine", "similarity"])
 def test_fit_model_is_exact_on_its_own_family(model):
     rng = np.random.default_rng(1)
