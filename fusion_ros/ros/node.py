@@ -4,9 +4,10 @@ Glue around :class:`~fusion_ros.pipeline.stream.FusionStream`: parameters -> con
 array views (``messages.py``), stream jobs -> messages, counters -> /diagnostics. Pairing, thermal loss, stamp
 jumps, newest-frame-wins and every counter live in the stream.
 
-The subscription callbacks only decode (zero-copy) and pair; a worker thread fuses the newest decided frame
-and publishes it. When the network is slower than the camera, the frame waiting for the worker is replaced by
-the newer one and counted in ``dropped_frames``: latency stays bounded by one inference, nothing queues up.
+The subscription callbacks only decode (zero-copy) and pair; the stream's worker prepares, fuses and publishes
+the decided frames on threads of its own (``LatestFrameWorker``). When the network is slower than the camera, a
+frame that waited too long for it is dropped once a newer one waits, and counted in ``dropped_frames``: latency
+stays bounded, nothing queues up.
 
 A ``LifecycleNode``, because the engine build/load belongs in ``configure`` (it may take minutes for a TensorRT
 engine and must never happen on the first frame), and a launch system can then wait for the node to be ready.
@@ -354,7 +355,7 @@ class FusionNode(LifecycleNode):
         self.malformed[f"{stream}_{kind}"] += 1
         self._warn(f"{stream}_{kind}", f"malformed {stream} message skipped ({kind}, counted in /diagnostics): {exc}")
 
-    # -- output (worker thread) ------------------------------------------------------------------------------
+    # -- output (the worker's publishing thread) ------------------------------------------------------------------------------
     def _publish_output(self, out: Output) -> None:
         msg = out.job.item
         t0 = time.perf_counter()
