@@ -355,7 +355,7 @@ class FusionNode(LifecycleNode):
         self.malformed[f"{stream}_{kind}"] += 1
         self._warn(f"{stream}_{kind}", f"malformed {stream} message skipped ({kind}, counted in /diagnostics): {exc}")
 
-    # -- output (the worker's publishing thread) ------------------------------------------------------------------------------
+    # -- output (the worker's publishing thread) -------------------------------------------------------------
     def _publish_output(self, out: Output) -> None:
         msg = out.job.item
         t0 = time.perf_counter()
