@@ -16,6 +16,7 @@ EPILOG = """examples:
   fusion-ros export --checkpoint runs/lite/best_stage1.pt --out runs/lite/lite.onnx
   fusion-ros export --checkpoint runs/lite/fusion_lite.pt --out models/fusion_lite.onnx --force
   fusion-ros export --model default --out /tmp/default.onnx --fp16
+  fusion-ros export --int8-from models/fusion_lite.onnx --calib ../shared/data/pairs/train --out /tmp/lite_int8.onnx
 """
 
 
@@ -49,8 +50,34 @@ def check_export_target(out: Path, force: bool, untrained: bool, extra: tuple[Pa
     raise ConfigError(f"--out {out}: a model is there ({names}); pass --force to replace it, or choose another --out")
 
 
+def _cmd_int8(args: argparse.Namespace, out: Path) -> int:
+    import numpy as np
+
+    from fusion_ros.export.quantize import quantize_int8
+    from fusion_ros.io.images import read_ir, read_vis
+    from fusion_ros.io.pairs import find_pairs
+
+    src = Path(os.path.expanduser(args.int8_from))
+    if not args.calib:
+        raise ConfigError("--int8-from needs --calib DIR: aligned pairs (ir/ + vi/) to calibrate on, e.g. "
+                          "../shared/data/pairs/train")
+    if src.resolve() == out.resolve():
+        raise ConfigError(f"--out {out} is the --int8-from model; choose another --out")
+    check_export_target(out, args.force, untrained=False)
+    found = find_pairs(args.calib)
+    if not found:
+        raise ConfigError(f"--calib {args.calib}: no pairs (ir/ + vi/ with the same names) found")
+    pick = np.linspace(0, len(found) - 1, min(args.calib_pairs, len(found))).round().astype(int)
+    pairs = [(read_ir(found[i].ir_path), read_vis(found[i].vi_path)) for i in sorted(set(pick))]
+    quantize_int8(src, out, pairs)
+    print(json.dumps({"onnx_int8": str(out), "from": str(src), "calibration_pairs": len(pairs)}, indent=2))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     out = Path(os.path.expanduser(args.out))
+    if args.int8_from:
+        return _cmd_int8(args, out)
     fp16_out = out.with_name(out.stem + "_fp16.onnx")
     check_export_target(out, args.force, untrained=not args.checkpoint, extra=(fp16_out,) if args.fp16 else ())
 
@@ -85,4 +112,9 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true", help="replace a model that exists at --out")
     p.add_argument("--no-memory", action="store_true", help="export a pure image model (memory passes through)")
     p.add_argument("--fp16", action="store_true", help="also write an FP16 ONNX (X_fp16.onnx) with FP32 inputs/outputs")
+    q = p.add_argument_group("INT8 (ONNX Runtime static quantization of an exported model)")
+    q.add_argument("--int8-from", default="", metavar="MODEL.onnx",
+                   help="write an INT8 (QDQ) copy of this exported model to --out instead of exporting weights")
+    q.add_argument("--calib", default="", metavar="DIR", help="aligned pairs to calibrate on (ir/ + vi/)")
+    q.add_argument("--calib-pairs", type=int, default=32, help="pairs used, evenly spaced over --calib")
     p.set_defaults(func=cmd_export)
