@@ -95,6 +95,8 @@ def convert_onnx_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    from fusion_ros.model.artifact import write_derived_sidecar
+
     model = onnx.load(str(onnx_path))
     # GridSample, Resize and the Range that builds the sampling grid stay FP32: coordinates lose pixels in half precision.
     half = convert_float_to_float16(model, keep_io_types=True, op_block_list=["GridSample", "Resize", "Range"])
@@ -105,4 +107,5 @@ def convert_onnx_fp16(onnx_path: str | Path, out_path: str | Path) -> Path:
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+    write_derived_sidecar(onnx_path, out, {"precision": "fp16 weights and activations, fp32 inputs/outputs"})
     return out

@@ -9,7 +9,6 @@ the node, ``fusion-ros eval`` and ``fusion-ros bench`` load it like any other mo
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -62,12 +61,12 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, pairs: Sequence[t
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from fusion_ros.model.artifact import read_sidecar, sha256_file, sidecar_path
+    from fusion_ros.model.artifact import read_sidecar, write_derived_sidecar
 
     src, out = Path(onnx_path), Path(out_path)
     if not pairs:
         raise ConfigError("INT8 calibration needs at least one pair")
-    side = read_sidecar(src)
+    read_sidecar(src)                   # fails fast, naming the model, before any work
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -87,12 +86,7 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, pairs: Sequence[t
     finally:
         pre.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
-    meta = {**side.get("meta", {}), "quantized_from": str(src), "quantized_from_sha256": side["onnx_sha256"],
-            "quantization": {"format": "QDQ", "activations": "uint8", "weights": "int8 per channel",
-                             "calibration_pairs": len(pairs), "calibration_size": list(size)}}
-    sidecar = {**side, "onnx_sha256": sha256_file(out), "meta": meta}
-    sc = sidecar_path(out)
-    tmp_sc = sc.with_name(f".{sc.name}.{os.getpid()}.tmp")
-    tmp_sc.write_text(json.dumps(sidecar, indent=1))
-    os.replace(tmp_sc, sc)
+    write_derived_sidecar(src, out, {"quantization": {
+        "format": "QDQ", "activations": "uint8", "weights": "int8 per channel",
+        "calibration_pairs": len(pairs), "calibration_size": list(size)}})
     return out

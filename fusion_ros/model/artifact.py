@@ -28,7 +28,7 @@ from fusion_ros.errors import ConfigError
 if TYPE_CHECKING:
     from fusion_ros.model.student import FusionStudent, ModelConfig
 
-__all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "SIDECAR_VERSION", "Artifact", "artifact_files", "existing_files", "load_meta",
+__all__ = ["write_derived_sidecar", "INPUT_NAMES", "OUTPUT_NAMES", "SIDECAR_VERSION", "Artifact", "artifact_files", "existing_files", "load_meta",
            "load_student", "open_artifact", "read_sidecar", "reexport_hint", "sha256_file", "sidecar_path", "weights_path",
            "write_artifact"]
 
@@ -220,6 +220,24 @@ def write_artifact(onnx_path: str | Path, write_graph: Callable[[Path], None], c
         for tmp in staged:
             tmp.unlink(missing_ok=True)
     return files[0]
+
+
+def write_derived_sidecar(src_onnx: str | Path, out_onnx: str | Path, meta: Mapping[str, Any]) -> Path:
+    """The sidecar of a graph derived from model ``src_onnx`` (an FP16 or INT8 copy, same inputs and memory):
+    the source's sidecar with the new file's sha256 and ``meta`` added, written atomically. The copy is then a
+    model of its own for every backend; its ``.pt`` weights stay those of the source."""
+    side = read_sidecar(src_onnx)
+    derived = {**side, "onnx_sha256": sha256_file(out_onnx),
+               "meta": {**side.get("meta", {}), "derived_from": str(src_onnx),
+                        "derived_from_sha256": side["onnx_sha256"], **meta}}
+    path = sidecar_path(out_onnx)
+    tmp = _staging(path)
+    try:
+        tmp.write_text(json.dumps(derived, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------- weights (torch)

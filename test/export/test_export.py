@@ -11,7 +11,7 @@ import torch
 
 from fusion_ros.export import compare_onnx_to_torch, convert_onnx_fp16, export_onnx
 from fusion_ros.model import create_model
-from fusion_ros.model.artifact import load_student, read_sidecar, sha256_file
+from fusion_ros.model.artifact import load_student, open_artifact, read_sidecar, sha256_file
 
 pytestmark = pytest.mark.onnx
 ort = pytest.importorskip("onnxruntime")
@@ -95,6 +95,7 @@ def test_checkpoint_predating_the_output_history(tmp_path) -> None:
 def test_fp16_agrees_with_fp32(exported, tmp_path) -> None:
     model, path = exported
     half = convert_onnx_fp16(path, tmp_path / "half.onnx")
+    assert open_artifact(half).sidecar["meta"]["derived_from_sha256"] == open_artifact(path).onnx_sha256
     sess = ort.InferenceSession(str(half), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     h, w = 61, 83

@@ -62,7 +62,7 @@ def test_int8_model_loads_fuses_close_to_fp32_and_never_replaces_its_input(tmp_p
     report = json.loads(capsys.readouterr().out)
     assert report["calibration_pairs"] == 3
     artifact = open_artifact(out)                                  # the sidecar was written for this very file
-    assert artifact.sidecar["meta"]["quantized_from_sha256"] == open_artifact(src).onnx_sha256
+    assert artifact.sidecar["meta"]["derived_from_sha256"] == open_artifact(src).onnx_sha256
     assert any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(str(out)).graph.node)
 
     fp32, int8 = _fuse(src, pairs), _fuse(out, pairs)
