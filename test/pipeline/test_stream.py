@@ -151,6 +151,37 @@ def test_worker_prepares_the_next_frame_while_the_network_runs():
     assert published == list(range(n)) and stream.stats.dropped == 0 and stream.stats.fused == n
 
 
+class FailsOnce(Blend):
+    """A backend whose second call raises, as an engine may on one odd frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def infer(self, t, v, use_memory=True):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("engine refused")
+        return super().infer(t, v, use_memory)
+
+
+def test_worker_counts_a_network_failure_and_goes_idle():
+    stream = FusionStream(Fuser(FailsOnce()), StreamConfig(thermal_timeout_s=5.0), SyncConfig(sync_max_wait_s=0.0))
+    published, failures = [], []
+    worker = LatestFrameWorker(stream, lambda out: published.append(out.job.item),
+                               on_failure=lambda kind, exc, job: failures.append((kind, job.item)))
+    stream.add_thermal(0.0, TH)
+    for i in range(3):
+        worker.submit(stream.add_rgb(i * 0.01, RGB, item=i))
+        end = time.monotonic() + 2
+        while not worker.idle() and time.monotonic() < end:
+            time.sleep(0.005)
+    assert worker.idle()                 # the failed frame is no longer in flight
+    worker.stop()
+    assert published == [0, 2] and failures == [("fuse_RuntimeError", 1)]
+    assert stream.stats.failures["fuse_RuntimeError"] == 1 and stream.stats.fused == 2
+
+
 def test_worker_survives_failing_frames_and_counts_them_by_kind():
     stream = FusionStream(Fuser(Blend()), StreamConfig(thermal_timeout_s=5.0), SyncConfig(sync_max_wait_s=0.0))
     seen = []
