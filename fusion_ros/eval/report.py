@@ -71,19 +71,20 @@ def markdown_tables(result: dict) -> str:
         out += [f"### Temporal stability (`{v['video_root']}`, mean over {len(v['clips'])} clips)", "",
                 "flicker = mean |F_t - warp(F_t-1)| / the same for the visible input (1 = as steady as the input); "
                 "warping error = mean squared warped difference of the luma in [0, 1], x1000. Lower is better. "
-                "Qabf, SSIM, VIF = per-frame fusion quality, mean over the frames (higher is better).", ""]
-        quality = [q for q in ("Qabf", "SSIM", "VIF") if all(q in r for r in v["mean"].values())]
+                "Qabf, SSIM, VIF = per-frame fusion quality, SF, AG = per-frame texture (spatial frequency, average "
+                "gradient), means over the frames (higher is better).", ""]
+        quality = [q for q in ("Qabf", "SSIM", "VIF", "SF", "AG") if all(q in r for r in v["mean"].values())]
         rows = {n: {"flicker": r["flicker"], "warp_x1000": r["warping_error"] * 1e3, **{q: r[q] for q in quality}}
                 for n, r in v["mean"].items()}
         out += _table(rows, ["flicker", "warp_x1000", *quality], {"visible", "copy-ir"},
                       lower_better={"flicker", "warp_x1000"}) + [""]
-        per_clip = {}
-        for clip, crow in v["clips"].items():
-            for n, r in crow.items():
-                per_clip.setdefault(n, {})[clip] = r["flicker"]
         clips = list(v["clips"])
-        out += ["Flicker per clip:", ""] + _table(per_clip, clips, {"visible", "copy-ir"},
-                                                  lower_better=set(clips)) + [""]
+        for key, title in (("flicker", "Flicker"), ("SF", "SF"), ("AG", "AG")):
+            per_clip = {n: {clip: v["clips"][clip][n][key] for clip in clips}
+                        for n in v["mean"] if all(key in v["clips"][c][n] for c in clips)}
+            if per_clip:
+                out += [f"{title} per clip:", ""] + _table(per_clip, clips, {"visible", "copy-ir"},
+                                                           lower_better=set(clips) if key == "flicker" else set()) + [""]
     if "detection" in result:
         d = result["detection"]
         out += [f"### Detector mAP@0.5 (SSD-MobileNet-v2-COCO, 512x512; {d['n_images']} labelled images under "

@@ -396,7 +396,7 @@ def _load_clip(ir_src: Path, vi_src: Path) -> tuple[list[np.ndarray], list[np.nd
     return irs[:n], vis[:n]
 
 
-VIDEO_QUALITY = ("Qabf", "SSIM", "VIF")
+VIDEO_QUALITY = ("Qabf", "SSIM", "VIF", "SF", "AG")
 
 
 def evaluate_video(video_root: str | Path, methods: list[Method], max_frames: int = 0) -> dict:
@@ -404,7 +404,7 @@ def evaluate_video(video_root: str | Path, methods: list[Method], max_frames: in
     student with and without its streaming memory (DIS flow of the visible stream, shared by all rows).
 
     The per-frame quality (mean over the clip's frames of :data:`VIDEO_QUALITY`) shows what steadiness costs:
-    a memory that lowered flicker by smearing the picture would lose it.
+    a memory that lowered flicker by smearing the picture would lose it (and its texture, SF and AG).
 
     Args:
         video_root: a clip folder or a folder of clips (frame folders or ir.mp4 + vi.mp4).
