@@ -122,7 +122,10 @@ def test_eval_video_and_detect(tmp_path, capsys):
         assert all(0.0 < row[q] < 1.5 for q in ("Qabf", "SSIM", "VIF")), row
     # A copied source keeps its own information (VIF ~1 from itself), above a fuser's total.
     assert mean["visible"]["VIF"] > mean["student-lite (no memory)"]["VIF"]
-    assert "| warp_x1000 | Qabf | SSIM | VIF |" in (tmp_path / "rep" / "report.md").read_text()
+    # Texture per frame: the thermal copy of this clip (flat leaf-covered ground) has far less than the visible.
+    assert 0.0 < mean["copy-ir"]["SF"] < mean["visible"]["SF"] and 0.0 < mean["copy-ir"]["AG"] < mean["visible"]["AG"]
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "| warp_x1000 | Qabf | SSIM | VIF | SF | AG |" in report and "SF per clip:" in report
     det = res["detection"]["rows"]
     assert {"visible", "student-lite", "copy-ir"} <= set(det)
     assert 0.0 <= det["visible"]["mAP"] <= 1.0
