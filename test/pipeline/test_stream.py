@@ -37,6 +37,21 @@ def _stream(**cfg) -> FusionStream:
     return FusionStream(Fuser(Blend()), StreamConfig(**cfg), SyncConfig(sync_max_wait_s=0.0))
 
 
+def _wait_idle(worker, timeout_s: float) -> bool:
+    end = time.monotonic() + timeout_s
+    while not worker.idle() and time.monotonic() < end:
+        time.sleep(0.005)
+    return worker.idle()
+
+
+def _submit_one_by_one(worker, stream, n: int) -> None:
+    """Frames 0..n-1 (item = index), each handed over once the previous one is published or failed."""
+    stream.add_thermal(0.0, TH)
+    for i in range(n):
+        worker.submit(stream.add_rgb(i * 0.01, RGB, item=i))
+        _wait_idle(worker, 2.0)
+
+
 def _feed(stream, t_start, t_end, rgb_hz=30.0, thermal_hz=10.0, thermal=True):
     """Interleave both cameras by stamp (arrival = stamp); return the processed outputs."""
     events = [(t_start + i / rgb_hz, "rgb") for i in range(int((t_end - t_start) * rgb_hz))]
@@ -115,8 +130,7 @@ def test_worker_drops_old_frames_when_the_network_is_slow_and_counts_them():
     for i in range(n):                   # 200 Hz camera, 20 Hz network
         worker.submit(stream.add_rgb(i * 0.005, RGB, item=i))
         time.sleep(0.005)
-    while not worker.idle() and time.monotonic() - t0 < 10:
-        time.sleep(0.01)
+    _wait_idle(worker, 10 - (time.monotonic() - t0))
     worker.stop()
     items = [o.job.item for o in published]
     assert items == sorted(items) and items[-1] == n - 1            # in order, the newest one answered
@@ -144,9 +158,7 @@ def test_worker_prepares_the_next_frame_while_the_network_runs():
         stream.add_thermal(i * 0.06, TH)
         worker.submit(stream.add_rgb(i * 0.06, RGB, item=i))
         time.sleep(0.06)
-    end = time.monotonic() + 5
-    while not worker.idle() and time.monotonic() < end:
-        time.sleep(0.01)
+    _wait_idle(worker, 5.0)
     worker.stop()
     assert published == list(range(n)) and stream.stats.dropped == 0 and stream.stats.fused == n
 
@@ -170,12 +182,7 @@ def test_worker_counts_a_network_failure_and_goes_idle():
     published, failures = [], []
     worker = LatestFrameWorker(stream, lambda out: published.append(out.job.item),
                                on_failure=lambda kind, exc, job: failures.append((kind, job.item)))
-    stream.add_thermal(0.0, TH)
-    for i in range(3):
-        worker.submit(stream.add_rgb(i * 0.01, RGB, item=i))
-        end = time.monotonic() + 2
-        while not worker.idle() and time.monotonic() < end:
-            time.sleep(0.005)
+    _submit_one_by_one(worker, stream, 3)
     assert worker.idle()                 # the failed frame is no longer in flight
     worker.stop()
     assert published == [0, 2] and failures == [("fuse_RuntimeError", 1)]
@@ -193,12 +200,7 @@ def test_worker_survives_failing_frames_and_counts_them_by_kind():
 
     failures = []
     worker = LatestFrameWorker(stream, publish, on_failure=lambda kind, exc, job: failures.append(kind))
-    stream.add_thermal(0.0, TH)
-    for i in range(3):
-        worker.submit(stream.add_rgb(i * 0.01, RGB, item=i))
-        end = time.monotonic() + 2
-        while not worker.idle() and time.monotonic() < end:
-            time.sleep(0.005)
+    _submit_one_by_one(worker, stream, 3)
     worker.stop()
     assert seen == [0, 2] and failures == ["publish_ValueError"]
     assert stream.stats.failures["publish_ValueError"] == 1
