@@ -61,12 +61,12 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, pairs: Sequence[t
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from fusion_ros.model.artifact import read_sidecar, write_derived_sidecar
+    from fusion_ros.model.artifact import open_artifact, write_derived_sidecar
 
     src, out = Path(onnx_path), Path(out_path)
     if not pairs:
         raise ConfigError("INT8 calibration needs at least one pair")
-    read_sidecar(src)                   # fails fast, naming the model, before any work
+    open_artifact(src)                  # a missing or foreign sidecar fails here, naming the model, before any work
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -28,9 +28,9 @@ from fusion_ros.errors import ConfigError
 if TYPE_CHECKING:
     from fusion_ros.model.student import FusionStudent, ModelConfig
 
-__all__ = ["write_derived_sidecar", "INPUT_NAMES", "OUTPUT_NAMES", "SIDECAR_VERSION", "Artifact", "artifact_files", "existing_files", "load_meta",
+__all__ = ["INPUT_NAMES", "OUTPUT_NAMES", "SIDECAR_VERSION", "Artifact", "artifact_files", "existing_files", "load_meta",
            "load_student", "open_artifact", "read_sidecar", "reexport_hint", "sha256_file", "sidecar_path", "weights_path",
-           "write_artifact"]
+           "write_artifact", "write_derived_sidecar"]
 
 log = logging.getLogger(__name__)
 

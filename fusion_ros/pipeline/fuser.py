@@ -163,7 +163,7 @@ class Fuser:
     def prepare_thermal(self, thermal: np.ndarray, rgb_size: tuple[int, int],
                         timings: FuserTimings | None = None) -> np.ndarray:
         """AGC + registration: (h, w) thermal -> (H_inf, W_inf) float32 in [0, 1] on the inference grid."""
-        timings = self.timings if timings is None else timings
+        timings = FuserTimings() if timings is None else timings
         t0 = time.perf_counter()
         th = self.agc(thermal)
         t1 = time.perf_counter()
@@ -177,7 +177,7 @@ class Fuser:
                        timings: FuserTimings | None = None) -> tuple[np.ndarray, np.ndarray]:
         """What the network gets for one pair: thermal (1, 1, H, W) and visible (1, 3, H, W) float32 in [0, 1] on
         the inference grid (AGC, registration, resize); updates the AGC levels as fusing the pair does."""
-        timings = self.timings if timings is None else timings
+        timings = FuserTimings() if timings is None else timings
         h, w = rgb.shape[:2]
         th = self.prepare_thermal(thermal, (w, h), timings)
         t0 = time.perf_counter()

@@ -426,9 +426,9 @@ def combine_estimates(estimates: Sequence[FrameEstimate], size: tuple[int, int],
                       ) -> tuple[np.ndarray, list[str]]:
     """Robust combination of per-frame estimates into one transform.
 
-    Frames with too little structure, a failed ECC or a correlation below ``cfg.min_correlation`` are skipped; each remaining frame maps a grid of points,
-    frames whose points lie on average more than ``max(cfg.outlier_px, 3 MAD)`` from the per-point median are
-    outliers; every grid point is then averaged over the inliers, weighted by each frame's structure near it, and
+    Frames with too little structure, a failed ECC or a correlation below ``cfg.min_correlation`` are skipped;
+    each remaining frame maps a grid of points, frames whose points lie on average more than
+    ``max(cfg.outlier_px, 3 MAD)`` from the per-point median are outliers; every grid point is then averaged over the inliers, weighted by each frame's structure near it, and
     ``cfg.model`` is fitted to the averaged points (weighted by the structure they have in total).
 
     Args:

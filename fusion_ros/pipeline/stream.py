@@ -407,8 +407,11 @@ class LatestFrameWorker:
             with self._cv:
                 # The next job is chosen only when it can be prepared just in time for the network, so that it is
                 # the newest one when the network gets to it.
-                while not self._stop and (not self._waiting or self._ready is not None or self._network_busy_s()):
-                    self._cv.wait(self._network_busy_s() or None)
+                while not self._stop:
+                    busy_s = self._network_busy_s()
+                    if self._waiting and self._ready is None and not busy_s:
+                        break
+                    self._cv.wait(busy_s or None)
                 if self._stop:
                     return
                 job = self._next_job()
