@@ -83,7 +83,8 @@ def test_a_frame_that_matches_nothing_is_not_used(clips):
     alone = estimate_homography([a[0]])
     result = estimate_homography([a[0], (b[0][0], a[1][1])])
     assert result.reasons == ["", "no match"] and result.frames[1].correlation < EstimateConfig().min_correlation
-    assert corner_error(result.homography, alone.homography, (640, 480)) < 1e-6
+    # OpenCV's threaded reductions are not bit-exact run to run (~1e-5 px); a frame averaged in moves pixels.
+    assert corner_error(result.homography, alone.homography, (640, 480)) < 1e-3
     with pytest.raises(InsufficientStructureError, match="correlating"):
         estimate_homography([(b[0][0], a[1][1])])
 
