@@ -2,7 +2,7 @@
 
 Without a mode flag each (backend, model) runs :func:`fusion_ros.engine.bench.bench_one` in its own subprocess, so
 its peak memory is its own and one backend's thread pool does not slow the next. ``--node``, ``--transport``,
-``--keep-up``, ``--soak`` and ``--startup`` run the benches of this package instead.
+``--keep-up``, ``--soak``, ``--startup`` and ``--uint8-io`` run the benches of this package instead.
 """
 
 from __future__ import annotations
@@ -146,6 +146,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                                                 through_node=True)
                                       for name, prof in settings.items()}
         args.json = True        # the transport report is JSON only
+    elif args.uint8_io:
+        from fusion_ros.engine import resolve_model_path
+        from fusion_ros.tools.uint8_io_bench import run_uint8_io_bench
+
+        model = resolve_model_path(args.models[0])
+        result = {"machine": {**machine_info(), "load_average_1_5_15": list(os.getloadavg())},
+                  "uint8_io": [run_uint8_io_bench(str(model), (w, h), args.runs, args.warmup, args.threads)
+                               for h, w in args.sizes]}
+        args.json = True
     elif args.node:
         from fusion_ros.tools.node_bench import run_node_bench
 
@@ -204,6 +213,9 @@ def register(subparsers) -> None:
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="fp16 applies on GPU backends")
     p.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
     p.add_argument("--node", action="store_true", help="benchmark the node's per-frame overhead (no network) instead")
+    p.add_argument("--uint8-io", action="store_true",
+                   help="the first of --models with uint8 image I/O inside the graph against the float graph plus "
+                        "the node's conversions, on ONNX Runtime, per --sizes, instead")
     p.add_argument("--transport", action="store_true",
                    help="cross-process image transport, Fast DDS defaults vs the shipped SHM profile, instead")
     p.add_argument("--through-node", action="store_true",
