@@ -56,21 +56,21 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/fusion-ros bench --json
 
-# The README's quality tables: teachers, their means, the copies and the shipped students on pairs/dev,
+# The README's quality tables: teachers, their means, the copies and the shipped student on pairs/dev,
 # then flicker on video/dev and detector mAP on pairs/dev/msrs, then the 4 px and 12 px thermal-misalignment runs
-# (students and a 50/50 blend shifted, also scored aligned: misalign_drop).
+# (the student and a 50/50 blend shifted, also scored aligned: misalign_drop).
 eval: $(STAMP)
 	mkdir -p eval_out
 	$(VENV)/bin/fusion-ros eval --pairs $(SHARED)/data/pairs/dev \
 	  --methods SeAFusion=$(T)/SeAFusion/dev TarDAL=$(T)/TarDAL/dev IFCNN=$(T)/IFCNN/dev AUIF=$(T)/AUIF/dev \
 	            teacher-mean mean-SeA-IFCNN=teacher-mean:SeAFusion,IFCNN \
-	            lite=models/fusion_lite.onnx default=models/fusion_default.onnx \
+	            lite=models/fusion_lite.onnx \
 	  --report eval_out/pairs --json > eval_out/pairs.json
 	$(VENV)/bin/fusion-ros eval --pairs $(SHARED)/data/pairs/dev/msrs --video $(SHARED)/data/video/dev \
-	  --methods lite=models/fusion_lite.onnx default=models/fusion_default.onnx --detect --no-metrics \
+	  --methods lite=models/fusion_lite.onnx --detect --no-metrics \
 	  --report eval_out/video --json > eval_out/video.json
 	for px in 4 12; do $(VENV)/bin/fusion-ros eval --pairs $(SHARED)/data/pairs/dev --misalign $$px --metrics Qabf SSIM VIF \
-	  --no-speed --methods lite=models/fusion_lite.onnx default=models/fusion_default.onnx --json > eval_out/misalign$$px.json; done
+	  --no-speed --methods lite=models/fusion_lite.onnx --json > eval_out/misalign$$px.json; done
 
 # Every package of a CI venv at its exact version: requirements.txt, colcon and the launch stack, resolved in a fresh
 # venv (local version labels such as +cpu dropped, so the pins also resolve on PyPI). Written whole or not at all.

@@ -74,12 +74,21 @@ def default_model_path(variant: str = DEFAULT_VARIANT) -> Path:
         p = d / f"fusion_{variant}.onnx"
         if p.is_file():
             return p
+    if variant != DEFAULT_VARIANT:
+        raise ConfigError(f"model variant '{variant}' is not shipped (the shipped model is '{DEFAULT_VARIANT}'); "
+                          f"train it with `fusion-ros train --config config/train/{variant}.yaml` (it writes "
+                          f"models/fusion_{variant}.onnx) or set model_path to an exported .onnx")
     raise ConfigError(f"shipped model fusion_{variant}.onnx not found in {[str(d) for d in _model_dirs()]}; "
                       "set model_path to an exported .onnx")
 
 
+def shipped_variants() -> list[str]:
+    """The variants whose model is present (``models/fusion_<variant>.onnx``, checkout or install)."""
+    return [v for v in VARIANTS if any((d / f"fusion_{v}.onnx").is_file() for d in _model_dirs())]
+
+
 def resolve_model_path(path: str) -> Path:
-    """``""`` or a variant name (``lite``, ``default``) -> the shipped model; otherwise an existing file (checked)."""
+    """``""`` or a variant name (``lite``) -> the shipped model; otherwise an existing file (checked)."""
     if path in ("", *VARIANTS):
         return default_model_path(path or DEFAULT_VARIANT)
     p = Path(os.path.expanduser(path))

@@ -16,7 +16,7 @@ __all__ = ["register"]
 DEFAULTS = EngineConfig()
 
 EPILOG = """examples:
-  fusion-ros build-engine --onnx models/fusion_default.onnx --fp16
+  fusion-ros build-engine --onnx models/fusion_lite.onnx --fp16
   fusion-ros build-engine --onnx models/fusion_lite.onnx --fp16 --opt-hw 720x1280 --max-hw 1080x1920
 """
 

@@ -11,7 +11,7 @@ __all__ = ["register"]
 
 FUSE_EPILOG = """examples:
   fusion-ros fuse --pairs ../shared/data/pairs/dev/tno --out out/tno
-  fusion-ros fuse --pairs ../shared/data/pairs/dev --out out/dev --model models/fusion_default.onnx
+  fusion-ros fuse --pairs ../shared/data/pairs/dev --out out/dev --model models/fusion_lite.onnx
   fusion-ros fuse --video ../shared/data/video/dev/0111_1753/ir ../shared/data/video/dev/0111_1753/vi --out out/clip
   fusion-ros fuse --video ir.mp4 vi.mp4 --out out/clip --no-memory
 """
@@ -23,7 +23,7 @@ BAG_EPILOG = """examples:
 
 EVAL_EPILOG = """methods (--methods, any number):
   NAME=DIR           folder of fused images (DIR/<dataset>/<stem>.* or DIR/<stem>.*; grey = fused luminance)
-  NAME=MODEL         student .onnx/.pt run through the engine and the Fuser; 'lite'/'default' = shipped models
+  NAME=MODEL         student .onnx/.pt run through the engine and the Fuser; 'lite' = the shipped model
   copy-vis, copy-ir  the sources themselves (always added as baseline rows)
   teacher-mean[:A,B] pixel mean of the folder methods (all, or the named ones)
 
@@ -31,8 +31,8 @@ examples:
   T=../shared/data/teachers
   fusion-ros eval --pairs ../shared/data/pairs/dev --methods SeAFusion=$T/SeAFusion/dev IFCNN=$T/IFCNN/dev \\
       TarDAL=$T/TarDAL/dev AUIF=$T/AUIF/dev teacher-mean lite=models/fusion_lite.onnx --json --report eval_out
-  fusion-ros eval --pairs ../shared/data/pairs/dev/msrs --methods default=models/fusion_default.onnx --detect --no-metrics
-  fusion-ros eval --video ../shared/data/video/dev --methods default=models/fusion_default.onnx --json
+  fusion-ros eval --pairs ../shared/data/pairs/dev/msrs --methods lite=models/fusion_lite.onnx --detect --no-metrics
+  fusion-ros eval --video ../shared/data/video/dev --methods lite --json
 """
 
 

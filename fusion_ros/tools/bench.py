@@ -18,7 +18,6 @@ import sys
 import time
 
 from fusion_ros.engine.bench import SIZES, parse_hw
-from fusion_ros.model.variants import VARIANTS
 
 __all__ = ["register", "machine_info"]
 
@@ -124,6 +123,10 @@ def _stream_bench(args: argparse.Namespace) -> dict:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if not args.models:
+        from fusion_ros.engine import shipped_variants
+
+        args.models = shipped_variants()
     if args.startup:
         from fusion_ros.tools.startup_bench import run_startup_bench
 
@@ -198,7 +201,8 @@ def register(subparsers) -> None:
                               "--compare-cmd 'sleep 0.5' --compare-frames 1")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", default="", help="also write the JSON to this file")
-    p.add_argument("--models", nargs="+", default=list(VARIANTS), help="shipped variant names or .onnx paths")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="variant names or .onnx paths (default: the shipped models)")
     p.add_argument("--backends", nargs="+", default=None, choices=("tensorrt", "onnxruntime", "torch"),
                    help="default: every backend available here")
     p.add_argument("--sizes", nargs="+", type=parse_hw, default=list(SIZES), help="input sizes HxW")

@@ -36,9 +36,9 @@ def _reseal(onnx: Path, **changes) -> None:
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
-def test_another_models_sidecar_fails_at_load(tmp_path, backend) -> None:
+def test_another_models_sidecar_fails_at_load(tmp_path, backend, other_model) -> None:
     onnx = _copy_model("lite", tmp_path)
-    shutil.copy(MODELS / "fusion_default.json", onnx.with_suffix(".json"))
+    shutil.copy(other_model.with_suffix(".json"), onnx.with_suffix(".json"))
     with pytest.raises(ConfigError, match=f"model_path '{onnx}'.*another ONNX file"):
         create_backend(EngineConfig(model_path=str(onnx), backend=backend))
 
@@ -58,9 +58,9 @@ def test_garbage_onnx_fails_at_load_even_with_a_matching_sidecar(tmp_path) -> No
         create_backend(EngineConfig(model_path=str(onnx), backend="onnxruntime"))
 
 
-def test_torch_backend_refuses_weights_of_another_model(tmp_path) -> None:
+def test_torch_backend_refuses_weights_of_another_model(tmp_path, other_model) -> None:
     onnx = _copy_model("lite", tmp_path)
-    shutil.copy(MODELS / "fusion_default.pt", onnx.with_suffix(".pt"))
+    shutil.copy(other_model.with_suffix(".pt"), onnx.with_suffix(".pt"))
     with pytest.raises(ConfigError, match="weights belong to another model"):
         create_backend(EngineConfig(model_path=str(onnx), backend="torch"))
 
@@ -106,3 +106,15 @@ print("auto", be.name, "torch" in sys.modules)
         print(f"an NVIDIA driver is present, so 'auto' may import torch to ask CUDA: {out[2]}")
     else:
         assert out[2] == "auto onnxruntime False", out
+
+
+def test_a_variant_that_is_not_shipped_names_the_recipe_that_writes_it() -> None:
+    from fusion_ros.engine import default_model_path, shipped_variants
+
+    if (MODELS / "fusion_default.onnx").exists():
+        pytest.skip("models/fusion_default.onnx exists here (trained locally): the variant is present")
+    assert shipped_variants() == ["lite"]
+    with pytest.raises(ConfigError, match=r"'default' is not shipped.*fusion-ros train --config "
+                                          r"config/train/default.yaml.*models/fusion_default.onnx.*model_path"):
+        create_backend(EngineConfig(model_path="default", backend="onnxruntime"))
+    assert default_model_path("lite").name == "fusion_lite.onnx"

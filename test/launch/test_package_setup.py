@@ -51,7 +51,7 @@ def test_install_data_copies_every_data_file(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     share = tmp_path / "share" / "fusion_ros"
     for rel in ("package.xml", "launch/fusion.launch.py", "config/fusion.yaml", "config/fastdds_shm.xml",
-                "models/fusion_lite.onnx", "models/fusion_default.onnx"):
+                "models/fusion_lite.onnx", "models/fusion_lite.json"):
         assert (share / rel).is_file(), f"share/fusion_ros/{rel} not installed"
     assert (tmp_path / "share" / "ament_index" / "resource_index" / "packages" / "fusion_ros").is_file()
     assert not (share / "models" / "stage1").exists()

@@ -249,8 +249,7 @@ def test_install_tree_has_the_ament_layout(colcon_workspace):
     for path in (prefix / "share" / "ament_index" / "resource_index" / "packages" / PACKAGE, share / "package.xml",
                  share / "launch" / "fusion.launch.py", share / "launch" / "fusion_bag.launch.py",
                  share / "config" / "fusion.yaml", share / "config" / "fastdds_shm.xml",
-                 share / "models" / "fusion_lite.onnx", share / "models" / "fusion_lite.json",
-                 share / "models" / "fusion_default.onnx"):
+                 share / "models" / "fusion_lite.onnx", share / "models" / "fusion_lite.json"):
         assert path.is_file(), f"{path.relative_to(prefix)} missing from the install tree"
     assert sorted(p.name for p in (share / "config" / "cameras").glob("*.yaml")), "no camera params files installed"
     assert not (share / "models" / "stage1").exists(), "training intermediates (models/stage1) are not installed"

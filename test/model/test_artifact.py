@@ -35,9 +35,9 @@ def test_shipped_models_open_and_describe_their_memory(tmp_path) -> None:
     art.check_graph_inputs({"thermal": [1, 1, "H", "W"], "visible": [1, 3, "H", "W"], "memory": [1, 81, "h", "w"]})
 
 
-def test_onnx_with_another_models_sidecar_is_refused(tmp_path) -> None:
+def test_onnx_with_another_models_sidecar_is_refused(tmp_path, other_model) -> None:
     onnx = _copy_model("lite", tmp_path)
-    shutil.copy(MODELS / "fusion_default.json", onnx.with_suffix(".json"))
+    shutil.copy(other_model.with_suffix(".json"), onnx.with_suffix(".json"))
     with pytest.raises(ConfigError, match=r"model_path '.*m\.onnx'.*another ONNX file.*(sidecar exported with this|re-export)"):
         open_artifact(onnx)
 
@@ -78,13 +78,13 @@ def test_graph_inputs_are_held_against_the_sidecar(tmp_path) -> None:
         art.check_graph_inputs({"thermal": good["thermal"], "visible": good["visible"]})
 
 
-def test_weights_of_another_model_are_refused(tmp_path) -> None:
+def test_weights_of_another_model_are_refused(tmp_path, other_model) -> None:
     from fusion_ros.model.artifact import load_student
 
     art = open_artifact(_copy_model("lite", tmp_path))
     art.check_weights(load_student(art.onnx_path).cfg)
     with pytest.raises(ConfigError, match="weights belong to another model.*memory_channels 97 in m.pt, 81 in the sidecar"):
-        art.check_weights(load_student(MODELS / "fusion_default.pt").cfg)
+        art.check_weights(load_student(other_model.with_suffix(".pt")).cfg)
 
 
 def test_an_interrupted_write_leaves_the_previous_model(tmp_path) -> None:
