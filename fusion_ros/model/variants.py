@@ -1,7 +1,7 @@
-"""The shipped student variants: their names and architectures, in one table (torch-free).
+"""The student variants: their names and architectures, in one table (torch-free).
 
-``models/fusion_<variant>.onnx`` is the shipped model of each variant; ``lite`` is the one used when no model
-is named.
+``models/fusion_<variant>.onnx`` is a variant's trained model (``fusion-ros train --config
+config/train/<variant>.yaml`` writes it); ``lite`` is the one shipped, and the one used when no model is named.
 """
 
 from __future__ import annotations
