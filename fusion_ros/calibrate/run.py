@@ -125,7 +125,10 @@ def calibrate(req: CalibrateRequest) -> dict:
             frames.append(pair)
             yield pair
 
-    with tqdm(desc="calibrate", unit="frame", disable=not req.progress, total=None) as bar:
+    # The scene estimate passes over the frames 1 + refine_passes times; the bar counts frames of every pass.
+    passes = 1 if req.target == "checkerboard" else 1 + cfg.refine_passes
+    with tqdm(desc=f"calibrate ({passes} passes)" if passes > 1 else "calibrate", unit="frame",
+              disable=not req.progress, total=None) as bar:
         if req.target == "checkerboard":
             h, detections, reasons, size = estimate_homography_checkerboard(kept(), req.board, req.model, bar.update)
             extra = {"board": list(req.board),
