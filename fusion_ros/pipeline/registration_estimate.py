@@ -456,12 +456,9 @@ def _estimate_frame(pair: _FramePair, cfg: EstimateConfig, initial: np.ndarray |
     return pair.to_rgb(_refine(levels, _coarse_search(levels[-1], h0, cfg), cfg, first_level=0))
 
 
-def _restart(pair: _FramePair, h: np.ndarray, cfg: EstimateConfig, progress=None) -> FrameEstimate:
+def _restart(pair: _FramePair, h: np.ndarray, cfg: EstimateConfig) -> FrameEstimate:
     """The frame refined from ``h`` (RGB pixels) at 1/2 and the full working size, without the coarse search."""
-    estimate = pair.to_rgb(_refine(pair.pyramid(), pair.to_working(h), cfg, first_level=1))
-    if progress is not None:
-        progress()
-    return estimate
+    return pair.to_rgb(_refine(pair.pyramid(), pair.to_working(h), cfg, first_level=1))
 
 
 def _refine(levels: list[_Level], h: np.ndarray, cfg: EstimateConfig, first_level: int) -> FrameEstimate:
@@ -569,8 +566,7 @@ def estimate_homography(pairs: Iterable[tuple[np.ndarray, np.ndarray]], cfg: Est
         raise InsufficientStructureError("no frame pairs to calibrate from")
     h, reasons = combine_estimates(estimates, size, cfg)
     for _ in range(cfg.refine_passes):
-        estimates = [_better(e, _restart(pair, h, cfg, progress)) if _apart(e.homography, h, size) > _AGREE_PX
-                     else _counted(e, progress) for e, pair in zip(estimates, kept)]
+        estimates = _restarted_from(h, estimates, kept, size, cfg, progress)
         h, reasons = combine_estimates(estimates, size, cfg)
     return CalibrationResult(h, cfg.model, estimates, [not r for r in reasons], reasons, size)
 
@@ -584,10 +580,15 @@ def _apart(h_a: np.ndarray, h_b: np.ndarray, size: tuple[int, int]) -> float:
     return float(np.linalg.norm(_apply(h_a, grid) - _apply(h_b, grid), axis=1).mean())
 
 
-def _counted(e: FrameEstimate, progress) -> FrameEstimate:
-    if progress is not None:
-        progress()
-    return e
+def _restarted_from(h: np.ndarray, estimates: list[FrameEstimate], kept: list[_FramePair], size: tuple[int, int],
+                    cfg: EstimateConfig, progress=None) -> list[FrameEstimate]:
+    """Every frame not within ``_AGREE_PX`` of ``h`` refined again from ``h``; the better fit of the two kept."""
+    out = []
+    for e, pair in zip(estimates, kept):
+        out.append(_better(e, _restart(pair, h, cfg)) if _apart(e.homography, h, size) > _AGREE_PX else e)
+        if progress is not None:
+            progress()
+    return out
 
 
 def _better(a: FrameEstimate, b: FrameEstimate) -> FrameEstimate:
