@@ -16,7 +16,7 @@ weighted by how much structure the frame has *near that point* (edges present in
 lower half is a textureless road does not decide where the lower corners go. The model is then fitted to the
 averaged points. Then every frame is refined again, starting from the combined estimate (ECC at 1/2 and the full
 working size), and keeps the result whose edge maps correlate more; the frames are combined again (a frame
-within half a pixel of the combined estimate is left as it is). A frame whose
+whose corners lie within half a pixel of the combined estimate's is left as it is). A frame whose
 own search ended in a wrong local optimum (a scene with repeated structure, or edges that differ between the
 cameras) is restarted near the consensus. The frames are kept for that as 8-bit greys at the working size
 (0.6 MB per 640x480 pair).
@@ -82,9 +82,9 @@ class EstimateConfig:
     outlier_px: float = 3.0
     # Fewest frames that must survive the structure and outlier checks, >= 1.
     min_frames: int = 1
-    # After combining, every frame farther than half a pixel from the combined estimate is refined again from it
-    # and keeps whichever result fits its edges better, then the frames are combined again; this many times, >= 0
-    # (0: off). A frame whose own search ended in a wrong local optimum is restarted near the consensus.
+    # After combining, every frame whose corners lie more than half a pixel from the combined estimate's is refined
+    # again from it and keeps whichever result fits its edges better, then the frames are combined again; this many
+    # times, >= 0 (0: off). A frame whose own search ended in a wrong local optimum is restarted near the consensus.
     refine_passes: int = 1
 
     def __post_init__(self) -> None:
@@ -571,13 +571,8 @@ def estimate_homography(pairs: Iterable[tuple[np.ndarray, np.ndarray]], cfg: Est
     return CalibrationResult(h, cfg.model, estimates, [not r for r in reasons], reasons, size)
 
 
-# A frame whose estimate lies this close to the combined one (mean over the point grid, px) is not restarted.
+# A frame whose estimate lies this close to the combined one (corner_error, px) is not restarted.
 _AGREE_PX = 0.5
-
-
-def _apart(h_a: np.ndarray, h_b: np.ndarray, size: tuple[int, int]) -> float:
-    grid = _grid(size, _GRID)
-    return float(np.linalg.norm(_apply(h_a, grid) - _apply(h_b, grid), axis=1).mean())
 
 
 def _restarted_from(h: np.ndarray, estimates: list[FrameEstimate], kept: list[_FramePair], size: tuple[int, int],
@@ -585,7 +580,7 @@ def _restarted_from(h: np.ndarray, estimates: list[FrameEstimate], kept: list[_F
     """Every frame not within ``_AGREE_PX`` of ``h`` refined again from ``h``; the better fit of the two kept."""
     out = []
     for e, pair in zip(estimates, kept):
-        out.append(_better(e, _restart(pair, h, cfg)) if _apart(e.homography, h, size) > _AGREE_PX else e)
+        out.append(_better(e, _restart(pair, h, cfg)) if corner_error(e.homography, h, size) > _AGREE_PX else e)
         if progress is not None:
             progress()
     return out

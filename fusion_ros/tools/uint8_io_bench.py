@@ -37,14 +37,12 @@ def _session(model_bytes: bytes, threads: int):
 
 def _frames(size: tuple[int, int], n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(thermal (1, 1, H, W) float32, RGB (H, W, 3) uint8) from the procedural night scene."""
-    import cv2
-
     from fusion_ros.tools.scene import NightScene, SceneConfig
 
     w, h = size
     out = []
     for thermal, rgb, _ in NightScene(SceneConfig(rgb_size=(w, h), thermal_size=(w, h), frames=n, seed=4)):
-        t = cv2.resize(thermal, (w, h)).astype(np.float32) / 65535.0
+        t = thermal.astype(np.float32) / 65535.0          # the scene renders it at (w, h) already
         out.append((t.reshape(1, 1, h, w), np.ascontiguousarray(rgb)))
     return out
 
