@@ -49,7 +49,8 @@ def _cmd_fuse(args: argparse.Namespace) -> int:
     # Refused before the model loads; fuse_pairs / fuse_video check it again for library callers.
     check_output_folder(args.out, inputs)
     fuser = make_fuser(StudentConfig(model_path=args.model, backend=args.backend, precision=args.precision,
-                                     threads=args.threads, use_memory=not args.no_memory))
+                                     threads=args.threads, use_memory=not args.no_memory,
+                                     auto_align=not args.no_auto_align))
     if args.pairs:
         written = fuse_pairs(args.pairs, args.out, fuser, progress=not args.quiet)
     else:
@@ -79,7 +80,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.detect and not args.pairs:
         raise ConfigError("--detect needs --pairs (a folder with labels/, e.g. ../shared/data/pairs/dev/msrs)")
     cfg = EvalConfig(backend=args.backend, threads=args.threads, jobs=args.jobs, grid_images=args.grid,
-                     speed=not args.no_speed, metrics=tuple(args.metrics), misalign_px=args.misalign)
+                     speed=not args.no_speed, metrics=tuple(args.metrics), misalign_px=args.misalign,
+                     auto_align=not args.no_auto_align)
     methods = prepare_methods([parse_method(s) for s in args.methods], cfg)
     result: dict = {}
     if args.pairs and not args.no_metrics:
@@ -123,6 +125,8 @@ def register(subparsers) -> None:
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="fp16 applies on GPU backends")
     p.add_argument("--threads", type=int, default=0, help="CPU inference threads, 0 = all cores")
     p.add_argument("--no-memory", action="store_true", help="fuse every video frame on its own (no streaming memory)")
+    p.add_argument("--no-auto-align", action="store_true",
+                   help="use the thermal image as registered, without the pipeline's automatic shift")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_fuse)
 
@@ -169,5 +173,7 @@ def register(subparsers) -> None:
     e.add_argument("--misalign", type=float, default=0.0, metavar="PX",
                    help="shift the thermal input of the students and of a 50/50 blend (the reference) by PX pixels right "
                         "and down, also score them aligned, and report each one's relative drop (misalign_drop)")
+    e.add_argument("--no-auto-align", action="store_true",
+                   help="students use the thermal image as given, without the pipeline's automatic shift")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_eval)

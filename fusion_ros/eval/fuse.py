@@ -36,6 +36,7 @@ class StudentConfig:
         precision: fp32 | fp16 (fp16 only on GPU backends).
         threads: CPU inference threads, 0 = all cores.
         use_memory: carry the streaming memory between frames of a clip.
+        auto_align: the pipeline's automatic thermal shift (FuserConfig.auto_align).
     """
 
     model_path: str = ""
@@ -43,6 +44,7 @@ class StudentConfig:
     precision: str = "fp32"
     threads: int = 0
     use_memory: bool = True
+    auto_align: bool = True
 
     def __post_init__(self) -> None:
         if self.threads < 0:
@@ -60,7 +62,7 @@ def make_fuser(cfg: StudentConfig = StudentConfig()):
     backend = create_backend(EngineConfig(model_path=cfg.model_path, backend=cfg.backend, precision=cfg.precision,
                                           threads=cfg.threads))
     log.info("student %s on %s (%s)", cfg.model_path or "<shipped lite>", backend.name, backend.precision)
-    return Fuser(backend, FuserConfig(use_memory=cfg.use_memory))
+    return Fuser(backend, FuserConfig(use_memory=cfg.use_memory, auto_align=cfg.auto_align))
 
 
 def check_output_folder(out_dir: str | Path, inputs: dict[str, str | Path]) -> Path:

@@ -138,6 +138,7 @@ class EvalConfig:
         speed: time students with the bench (480x640, median of 20) for the speed column.
         misalign_px: shift of the thermal input of the students and of the 50/50 blend (added as a reference), px
             (0 = aligned); the metrics still use the aligned pair.
+        auto_align: students run with the pipeline's automatic thermal shift (as the node does by default).
     """
 
     backend: str = "auto"
@@ -148,6 +149,7 @@ class EvalConfig:
     add_baselines: bool = True
     speed: bool = True
     misalign_px: float = 0.0
+    auto_align: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.misalign_px <= 64.0:
@@ -184,7 +186,7 @@ def prepare_methods(methods: list[Method], cfg: EvalConfig) -> list[Method]:
                                   f"folder methods given: {sorted(folders)}")
         if m.kind == "student" and m.fuser is None:
             m.fuser = make_fuser(StudentConfig(model_path=m.source, backend=cfg.backend, threads=cfg.threads,
-                                               use_memory=False))
+                                               use_memory=False, auto_align=cfg.auto_align))
         if m.kind in _SHIFTED_KINDS:
             m.misalign_px = cfg.misalign_px
     return out
@@ -347,6 +349,7 @@ def evaluate_pairs(pairs_root: str | Path, methods: list[Method], cfg: EvalConfi
     return {
         "pairs_root": str(pairs_root), "n_pairs": len(pairs), "n_common": len(common),
         "metrics": list(cfg.metrics), "methods": {m.name: m.describe() for m in methods},
+        "auto_align": cfg.auto_align,
         "baselines": [m.name for m in methods if m.is_baseline],
         "per_dataset": per_dataset, "overall": overall, "speed_ms": speed,
         "per_image": per_image, "seconds": round(elapsed, 1), "jobs": jobs,

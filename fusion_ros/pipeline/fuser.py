@@ -1,4 +1,5 @@
-"""The fusion pipeline between decoded arrays: AGC -> registration -> (resize) -> engine -> (resize back).
+"""The fusion pipeline between decoded arrays: AGC -> registration (+ automatic shift) -> (resize) -> engine ->
+(resize back).
 
 The ROS node, ``fusion-ros fuse``, ``bag fuse``, the demo and training's readers all call :class:`Fuser`, so a
 frame is fused the same way wherever it comes from.
@@ -25,6 +26,7 @@ import numpy as np
 
 from fusion_ros.errors import ConfigError, ShapeError
 from fusion_ros.pipeline.agc import AGCConfig, ThermalAGC
+from fusion_ros.pipeline.auto_align import AutoAligner, shifted_homography
 from fusion_ros.pipeline.registration import RegistrationConfig, warp_thermal
 
 __all__ = ["Backend", "FuserConfig", "Fuser", "FuserTimings", "PreparedPair"]
@@ -70,6 +72,19 @@ class FuserConfig:
                                 metadata=AGCConfig.__dataclass_fields__["agc_min_span"].metadata)
     homography: tuple[float, ...] = field(default=_REG.homography,
                                           metadata=RegistrationConfig.__dataclass_fields__["homography"].metadata)
+    # A calibration a few pixels off doubles every edge; the automatic shift undoes a residual translation, and
+    # only where the edges say so clearly (pipeline/auto_align.py).
+    auto_align: bool = field(default=True, metadata={
+        "doc": "move the registered thermal image by the shift that lines its edges up with the RGB edges, when that "
+               "shift matches clearly better than the homography alone (auto_align_shift_px in /diagnostics)"})
+    auto_align_max_px: float = field(default=24.0, metadata={
+        "doc": "largest shift the automatic alignment searches along each axis, RGB px", "range": (1.0, 128.0)})
+    auto_align_min_gain: float = field(default=0.35, metadata={
+        "doc": "the best shift is used when no shift lacks at least this share of its edge correlation; higher = "
+               "trust the homography more", "range": (0.0, 1.0)})
+    auto_align_every: int = field(default=30, metadata={
+        "doc": "frames between two automatic-alignment estimates on a stream (the shift used is the median of the "
+               "last 5; the first frame after a reset is estimated at once)", "range": (1, 100000)})
 
     def __post_init__(self) -> None:
         if not self.memory_reset_gap_s > 0:
@@ -78,6 +93,12 @@ class FuserConfig:
         if len(size) != 2 or any(int(v) != v or v < 0 for v in size) or (0 in size and size != (0, 0)):
             raise ConfigError(f"inference_size={list(size)} must be [width, height] of positive integers, "
                               "or [0, 0] for the RGB size")
+        if not 1.0 <= self.auto_align_max_px <= 128.0:
+            raise ConfigError(f"auto_align_max_px={self.auto_align_max_px} must be within [1, 128] pixels")
+        if not 0.0 <= self.auto_align_min_gain <= 1.0:
+            raise ConfigError(f"auto_align_min_gain={self.auto_align_min_gain} must be within [0, 1]")
+        if int(self.auto_align_every) != self.auto_align_every or self.auto_align_every < 1:
+            raise ConfigError(f"auto_align_every={self.auto_align_every} must be an integer >= 1 (frames)")
         # Validate the sub-configs now so a bad value fails where it was set.
         self.agc
         self.registration
@@ -98,7 +119,7 @@ class FuserTimings:
     """Wall time of the last :meth:`Fuser.step`, milliseconds, split into pipeline overhead and inference."""
 
     agc_ms: float = 0.0
-    register_ms: float = 0.0
+    register_ms: float = 0.0    # includes the automatic-alignment estimate on the frames that have one
     prepare_ms: float = 0.0     # RGB -> float CHW, resize to the inference size
     infer_ms: float = 0.0
     finish_ms: float = 0.0      # float CHW -> uint8 HWC, resize back
@@ -134,6 +155,7 @@ class Fuser:
         self.cfg = cfg
         self.agc = ThermalAGC(cfg.agc)
         self._reg = cfg.registration
+        self.aligner = self._aligner(cfg)
         self._last_stamp: float | None = None
         self._last_size: tuple[int, int] | None = None
         self.memory_resets = 0
@@ -144,14 +166,38 @@ class Fuser:
         """Apply new settings (live); AGC levels are kept, the memory is reset if the inference size changed."""
         if tuple(cfg.inference_size) != tuple(self.cfg.inference_size) or cfg.use_memory != self.cfg.use_memory:
             self._ask_memory_reset("configuration change")
+        old = self.cfg
         self.cfg = cfg
         self.agc.cfg = cfg.agc
         self._reg = cfg.registration
+        if (cfg.auto_align, cfg.auto_align_max_px, cfg.auto_align_min_gain, cfg.auto_align_every,
+                tuple(cfg.homography)) != (old.auto_align, old.auto_align_max_px, old.auto_align_min_gain,
+                                           old.auto_align_every, tuple(old.homography)):
+            self.aligner = self._aligner(cfg)
+
+    @staticmethod
+    def _aligner(cfg: FuserConfig) -> AutoAligner | None:
+        if not cfg.auto_align:
+            return None
+        return AutoAligner(cfg.auto_align_max_px, cfg.auto_align_min_gain, int(cfg.auto_align_every))
+
+    @property
+    def shift_px(self) -> tuple[float, float]:
+        """The automatic shift in use, RGB px (thermal content moved left/up by it); (0, 0) when off."""
+        return self.aligner.shift if self.aligner is not None else (0.0, 0.0)
+
+    @property
+    def effective_homography(self) -> tuple[float, ...]:
+        """The registration frames are fused with: the homography followed by the automatic shift."""
+        shift = self.shift_px
+        return tuple(self.cfg.homography) if shift == (0.0, 0.0) else shifted_homography(self.cfg.homography, shift)
 
     def reset(self) -> None:
-        """Reset the streaming memory and the AGC levels (e.g. on a new sequence)."""
+        """Reset the streaming memory, the AGC levels and the automatic shift (e.g. on a new sequence)."""
         self._ask_memory_reset("reset()")
         self.agc.reset()
+        if self.aligner is not None:
+            self.aligner.reset()
         self._last_stamp = None
 
     def _ask_memory_reset(self, why: str) -> None:
@@ -160,15 +206,24 @@ class Fuser:
         self._memory_reset_pending = True
         log.debug("streaming memory reset: %s", why)
 
-    def prepare_thermal(self, thermal: np.ndarray, rgb_size: tuple[int, int],
+    def prepare_thermal(self, thermal: np.ndarray, rgb: np.ndarray,
                         timings: FuserTimings | None = None) -> np.ndarray:
-        """AGC + registration: (h, w) thermal -> (H_inf, W_inf) float32 in [0, 1] on the inference grid."""
+        """AGC + registration (and the automatic shift, which looks at ``rgb``): (h, w) thermal -> (H_inf, W_inf)
+        float32 in [0, 1] on the inference grid."""
         timings = FuserTimings() if timings is None else timings
         t0 = time.perf_counter()
         th = self.agc(thermal)
         t1 = time.perf_counter()
-        inf = self.inference_size(rgb_size)
-        th = warp_thermal(th, inf, self._reg, ref_size=rgb_size)
+        rgb_size = (rgb.shape[1], rgb.shape[0])
+        reg, replicate = self._reg, False
+        if self.aligner is not None:
+            shift = self.aligner.update(th, rgb, self.cfg.homography)
+            if shift != (0.0, 0.0):
+                # Co-aligned cameras moved by a few pixels: the strip uncovered at the border is filled from its
+                # neighbours (a black strip would be fused as an edge); a wider homography keeps its black outside.
+                replicate = self._reg.is_identity
+                reg = RegistrationConfig(homography=shifted_homography(self.cfg.homography, shift))
+        th = warp_thermal(th, self.inference_size(rgb_size), reg, ref_size=rgb_size, replicate_border=replicate)
         timings.agc_ms = (t1 - t0) * 1e3
         timings.register_ms = (time.perf_counter() - t1) * 1e3
         return th
@@ -179,7 +234,7 @@ class Fuser:
         the inference grid (AGC, registration, resize); updates the AGC levels as fusing the pair does."""
         timings = FuserTimings() if timings is None else timings
         h, w = rgb.shape[:2]
-        th = self.prepare_thermal(thermal, (w, h), timings)
+        th = self.prepare_thermal(thermal, rgb, timings)
         t0 = time.perf_counter()
         inf_w, inf_h = self.inference_size((w, h))
         vis = rgb if (inf_w, inf_h) == (w, h) else cv2.resize(np.ascontiguousarray(rgb), (inf_w, inf_h),

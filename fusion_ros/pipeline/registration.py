@@ -50,7 +50,7 @@ class RegistrationConfig:
 
 
 def warp_thermal(thermal: np.ndarray, size: tuple[int, int], cfg: RegistrationConfig,
-                 ref_size: tuple[int, int] | None = None) -> np.ndarray:
+                 ref_size: tuple[int, int] | None = None, replicate_border: bool = False) -> np.ndarray:
     """Warp a thermal image onto a ``size`` grid.
 
     Args:
@@ -59,9 +59,12 @@ def warp_thermal(thermal: np.ndarray, size: tuple[int, int], cfg: RegistrationCo
         cfg: registration settings.
         ref_size: (width, height) of the RGB image the homography refers to, when ``size`` is a different
             inference resolution; None = ``size``.
+        replicate_border: fill pixels mapped from outside the thermal image with its nearest edge pixel instead of 0
+            (for a small correction of co-aligned cameras, where a black strip would read as an edge).
 
     Returns:
-        (height, width) array of ``thermal``'s dtype; pixels mapped from outside the thermal image are 0.
+        (height, width) array of ``thermal``'s dtype; pixels mapped from outside the thermal image are 0 (or the
+        replicated border).
 
     Raises:
         ShapeError: ``thermal`` not 2-D.
@@ -79,8 +82,8 @@ def warp_thermal(thermal: np.ndarray, size: tuple[int, int], cfg: RegistrationCo
     s_in = np.diag([rw / w_in, rh / h_in, 1.0])
     s_out = np.diag([w_out / rw, h_out / rh, 1.0])
     m = s_out @ np.asarray(cfg.homography, np.float64).reshape(3, 3) @ s_in
-    return cv2.warpPerspective(thermal, m, (w_out, h_out), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    border = cv2.BORDER_REPLICATE if replicate_border else cv2.BORDER_CONSTANT
+    return cv2.warpPerspective(thermal, m, (w_out, h_out), flags=cv2.INTER_LINEAR, borderMode=border, borderValue=0)
 
 
 class Registration:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import signal
 import sys
 import threading
@@ -371,7 +372,8 @@ class FusionNode(LifecycleNode):
         if out.fused is not None:
             self._record_fused(out.job, out.timings, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
             if self.registration is not None:
-                self.registration.offer(out.job.thermal, out.job.rgb, self.settings.fuser.homography, time.monotonic())
+                self.registration.offer(out.job.thermal, out.job.rgb, self.stream.fuser.effective_homography,
+                                        time.monotonic())
         self.out_rate.tick()
         stamp_ns = M.stamp_nanoseconds(msg.header.stamp)
         if stamp_ns:
@@ -439,11 +441,18 @@ class FusionNode(LifecycleNode):
             "failed_frames": str(sum(st.failures.values()) if st else 0),
             "memory_resets": str(self.stream.fuser.memory_resets if self.stream else 0),
             "registration_error_px": f"{self.registration.error_px:.2f}" if self.registration else "off",
+            "auto_align_shift_px": self._shift_text(),
         }
         values.update({f"malformed_{k}": str(v) for k, v in sorted(self.malformed.items())})
         if st:
             values.update({f"failed_{k}": str(v) for k, v in sorted(st.failures.items())})
         return values
+
+    def _shift_text(self) -> str:
+        if self.stream is None or self.stream.fuser.aligner is None:
+            return "off"
+        dx, dy = self.stream.fuser.shift_px
+        return f"{dx:.1f},{dy:.1f}"
 
     def _diagnostic_level(self, values: dict[str, str]) -> tuple[bytes, str]:
         if not self._subs:
@@ -455,6 +464,11 @@ class FusionNode(LifecycleNode):
         if reg > self.settings.node.registration_warn_px:
             return DiagnosticStatus.WARN, (f"fusing, but the thermal image is misregistered by ~{reg:.1f} px "
                                            "(registration_error_px); recalibrate with fusion-ros calibrate")
+        shift = math.hypot(*self.stream.fuser.shift_px) if self.stream else 0.0
+        if shift > self.settings.node.registration_warn_px:
+            return DiagnosticStatus.WARN, (f"fusing; the homography is ~{shift:.1f} px off and the thermal image is "
+                                           "shifted automatically (auto_align_shift_px); recalibrate with "
+                                           "fusion-ros calibrate")
         if values["malformed_messages"] != "0" or self.zero_stamps or values["failed_frames"] != "0":
             return DiagnosticStatus.WARN, "fusing; malformed, zero-stamped or failed frames seen"
         if values["dropped_frames"] != "0":

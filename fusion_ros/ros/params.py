@@ -43,7 +43,8 @@ class NodeConfig:
                "path (registration_error_px in /diagnostics); 0 = off", "range": (0.0, 3600.0)})
     # registration_error_px above this -> WARN.
     registration_warn_px: float = field(default=3.0, metadata={
-        "doc": "registration_error_px above this -> WARN in /diagnostics (recalibrate: fusion-ros calibrate)",
+        "doc": "registration_error_px, or the automatic shift (auto_align_shift_px), above this -> WARN in "
+               "/diagnostics (recalibrate: fusion-ros calibrate)",
         "range": (0.1, 1000.0)})
     # /diagnostics period, s (> 0).
     diagnostics_period_s: float = field(default=1.0, metadata={

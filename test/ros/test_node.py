@@ -184,8 +184,11 @@ def test_output_encoding_that_cannot_encode_a_frame_skips_it_and_counts(ros_cont
     node.destroy_node()
 
 
-def test_registration_error_follows_an_injected_thermal_shift(ros_context, spin, shared_dir):
-    """Real aligned frames with the thermal image shifted 8 px right: the live estimate reads 8 +- 2 px and warns."""
+@pytest.mark.parametrize("auto_align", [False, True])
+def test_registration_error_follows_an_injected_thermal_shift(ros_context, spin, shared_dir, auto_align):
+    """Real aligned frames with the thermal image shifted 8 px right. Without the automatic shift the live estimate
+    reads 8 +- 2 px and warns; with it the node moves the thermal image back by ~8 px, the residual after that is
+    small, and the warning says the homography is off."""
     import cv2
 
     from fusion_ros.tools.player import Frames
@@ -194,15 +197,24 @@ def test_registration_error_follows_an_injected_thermal_shift(ros_context, spin,
     shift = np.float32([[1, 0, 8], [0, 1, 0]])
     shifted = [cv2.warpAffine(t, shift, (t.shape[1], t.shape[0])) for t in clip.thermal]
     frames = Frames(shifted, clip.rgb, clip.fps)
-    node = _node(ros_context, registration_check_period_s=0.2, inference_size=[320, 240])
+    node = _node(ros_context, registration_check_period_s=0.2, inference_size=[320, 240], auto_align=auto_align)
     assert node.trigger_configure().name == "SUCCESS" and node.trigger_activate().name == "SUCCESS"
     player = PlayerNode(frames, rgb_encoding="bgr8", context=ros_context)
     spin(node)
     assert player.wait_for_subscribers(10.0)
     player.play(rgb_hz=10.0, thermal_hz=10.0, n_rgb=40)
     assert _wait(lambda: node.registration.estimates >= 6, 5.0), node.registration.estimates
-    value = float(node.diagnostics_values()["registration_error_px"])
-    assert abs(value - 8.0) <= 2.0, value
-    level, message = node._diagnostic_level(node.diagnostics_values())
-    assert "misregistered" in message
+    values = node.diagnostics_values()
+    value = float(values["registration_error_px"])
+    level, message = node._diagnostic_level(values)
+    if auto_align:
+        dx, dy = (float(v) for v in values["auto_align_shift_px"].split(","))
+        print("automatic shift", (dx, dy), "residual after it", value)
+        assert abs(dx - 8.0) <= 1.0 and abs(dy) <= 1.0, (dx, dy)
+        assert value < 3.0, value
+        assert "shifted automatically" in message
+    else:
+        assert values["auto_align_shift_px"] == "off"
+        assert abs(value - 8.0) <= 2.0, value
+        assert "misregistered" in message
     node.destroy_node()
