@@ -58,7 +58,8 @@ bench: $(STAMP)
 
 # The README's quality tables: teachers, their means, the copies and the shipped student on pairs/dev,
 # then flicker on video/dev and detector mAP on pairs/dev/msrs, then the 4 px and 12 px thermal-misalignment runs
-# (the student and a 50/50 blend shifted, also scored aligned: misalign_drop).
+# (the student and a 50/50 blend shifted, also scored aligned: misalign_drop), then the network alone (no automatic
+# thermal shift) aligned and shifted.
 eval: $(STAMP)
 	mkdir -p eval_out
 	$(VENV)/bin/fusion-ros eval --pairs $(SHARED)/data/pairs/dev \
@@ -71,6 +72,11 @@ eval: $(STAMP)
 	  --report eval_out/video --json > eval_out/video.json
 	for px in 4 12; do $(VENV)/bin/fusion-ros eval --pairs $(SHARED)/data/pairs/dev --misalign $$px --metrics Qabf SSIM VIF \
 	  --no-speed --methods lite=models/fusion_lite.onnx --json > eval_out/misalign$$px.json; done
+	$(VENV)/bin/fusion-ros eval --pairs $(SHARED)/data/pairs/dev --no-auto-align --no-speed \
+	  --methods SeAFusion=$(T)/SeAFusion/dev TarDAL=$(T)/TarDAL/dev IFCNN=$(T)/IFCNN/dev AUIF=$(T)/AUIF/dev \
+	            lite=models/fusion_lite.onnx --json > eval_out/pairs_network_alone.json
+	for px in 4 12; do $(VENV)/bin/fusion-ros eval --pairs $(SHARED)/data/pairs/dev --misalign $$px --metrics Qabf SSIM VIF \
+	  --no-speed --no-auto-align --methods lite=models/fusion_lite.onnx --json > eval_out/misalign$${px}_network_alone.json; done
 
 # Every package of a CI venv at its exact version: requirements.txt, colcon and the launch stack, resolved in a fresh
 # venv (local version labels such as +cpu dropped, so the pins also resolve on PyPI). Written whole or not at all.
