@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import logging
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -32,6 +33,8 @@ import numpy as np
 from fusion_ros.pipeline.registration_estimate import edge_map, to_gray
 
 __all__ = ["ShiftEstimate", "estimate_shift", "AutoAligner", "shifted_homography"]
+
+log = logging.getLogger(__name__)
 
 _WORK_WIDTH = 320       # the shift is estimated at this width: sub-pixel at 640 px, a quarter of the pixels
 _MIN_OVERLAP = (32, 24)  # smallest (width, height) of the compared region at the working size
@@ -158,7 +161,12 @@ class AutoAligner:
         due = self._frames % self.every == 0
         self._frames += 1
         if due:
-            self._vote(estimate_shift(thermal, rgb, homography, self.max_shift_px))
+            try:
+                est = estimate_shift(thermal, rgb, homography, self.max_shift_px)
+            except (cv2.error, ValueError) as exc:    # an odd frame: fused as registered, the estimate skipped
+                log.debug("automatic shift estimate failed: %s", exc)
+                return self.shift
+            self._vote(est)
         return self.shift
 
     def _vote(self, est: ShiftEstimate | None) -> None:

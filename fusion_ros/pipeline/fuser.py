@@ -184,7 +184,8 @@ class Fuser:
     @property
     def shift_px(self) -> tuple[float, float]:
         """The automatic shift in use, RGB px (thermal content moved left/up by it); (0, 0) when off."""
-        return self.aligner.shift if self.aligner is not None else (0.0, 0.0)
+        aligner = self.aligner
+        return aligner.shift if aligner is not None else (0.0, 0.0)
 
     @property
     def effective_homography(self) -> tuple[float, ...]:
@@ -216,8 +217,9 @@ class Fuser:
         t1 = time.perf_counter()
         rgb_size = (rgb.shape[1], rgb.shape[0])
         reg, replicate = self._reg, False
-        if self.aligner is not None:
-            shift = self.aligner.update(th, rgb, self.cfg.homography)
+        aligner = self.aligner          # one read: configure() may swap it from another thread
+        if aligner is not None:
+            shift = aligner.update(th, rgb, self.cfg.homography)
             if shift != (0.0, 0.0):
                 # Co-aligned cameras moved by a few pixels: the strip uncovered at the border is filled from its
                 # neighbours (a black strip would be fused as an edge); a wider homography keeps its black outside.

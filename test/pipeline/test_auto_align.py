@@ -138,3 +138,23 @@ def test_a_too_small_image_has_no_estimate():
 def test_bad_settings_name_the_parameter(field, value):
     with pytest.raises(ConfigError, match=field):
         FuserConfig(**{field: value})
+
+
+@pytest.mark.parametrize("thermal,rgb", [
+    (np.zeros((1, 1), np.uint16), np.zeros((1, 1, 3), np.uint8)),
+    (np.full((3, 2000), 7, np.uint16), np.zeros((5, 4000, 3), np.uint8)),
+    (np.full((60, 80), np.nan, np.float32), np.full((480, 640, 3), 90, np.uint8)),
+    (np.full((60, 80), 0.5, np.float32), _textured(2)[..., None].repeat(3, 2)),
+], ids=["1x1", "a sliver", "NaN thermal", "flat thermal"])
+def test_odd_frames_are_fused_as_registered(thermal, rgb):
+    """Frames the estimate cannot use still fuse, with no shift."""
+    class Blend:
+        def infer(self, t, v, use_memory=True):
+            return 0.5 * t + 0.5 * v
+
+        def reset_memory(self):
+            pass
+
+    fuser = Fuser(Blend())
+    assert fuser.step(thermal, rgb).shape == rgb.shape
+    assert fuser.shift_px == (0.0, 0.0)
