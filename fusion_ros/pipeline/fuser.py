@@ -119,7 +119,8 @@ class FuserTimings:
     """Wall time of the last :meth:`Fuser.step`, milliseconds, split into pipeline overhead and inference."""
 
     agc_ms: float = 0.0
-    register_ms: float = 0.0    # includes the automatic-alignment estimate on the frames that have one
+    register_ms: float = 0.0    # includes align_ms
+    align_ms: float = 0.0       # the automatic-shift estimate (0 on the frames without one)
     prepare_ms: float = 0.0     # RGB -> float CHW, resize to the inference size
     infer_ms: float = 0.0
     finish_ms: float = 0.0      # float CHW -> uint8 HWC, resize back
@@ -219,7 +220,10 @@ class Fuser:
         reg, replicate = self._reg, False
         aligner = self.aligner          # one read: configure() may swap it from another thread
         if aligner is not None:
+            t_align, before = time.perf_counter(), aligner.estimates
             shift = aligner.update(th, rgb, self.cfg.homography)
+            if aligner.estimates != before:
+                timings.align_ms = (time.perf_counter() - t_align) * 1e3
             if shift != (0.0, 0.0):
                 # Co-aligned cameras moved by a few pixels: the strip uncovered at the border is filled from its
                 # neighbours (a black strip would be fused as an edge); a wider homography keeps its black outside.

@@ -114,6 +114,7 @@ def run_node_bench(width: int = 640, height: int = 480, frames: int = 100, warmu
         return round(float(np.median(xs)), 3)
 
     keys = ("agc_ms", "register_ms", "prepare_ms", "finish_ms", "encode_ms", "publish_ms")
+    aligns = [s["align_ms"] for s in stages if s["align_ms"] > 0]
     return {
         "benchmark": "node_overhead",
         "width": width, "height": height, "thermal_size": list(thermal_size), "rgb_encoding": rgb_encoding,
@@ -121,6 +122,9 @@ def run_node_bench(width: int = 640, height: int = 480, frames: int = 100, warmu
         "overhead_ms_median": med(total),
         "overhead_ms_p95": round(float(np.percentile(total, 95)), 3),
         "stages_ms": {"decode_and_pair_ms": med(decode), **{k: med([s[k] for s in stages]) for k in keys}},
+        # The automatic-shift estimate runs on one frame in auto_align_every: its own median, and how many ran.
+        "align_estimate_ms_median": med(aligns) if aligns else None,
+        "align_estimates": len(aligns),
         "inference_ms_median": med(infer),
         "stamp_to_publish_ms_median": med(latency),
         "stamp_to_publish_ms_p95": round(float(np.percentile(latency, 95)), 3),
