@@ -30,7 +30,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from fusion_ros.pipeline.registration_estimate import edge_map, to_gray
+from fusion_ros.pipeline.registration_estimate import edge_map, working_pair
 
 __all__ = ["ShiftEstimate", "estimate_shift", "AutoAligner", "shifted_homography"]
 
@@ -66,10 +66,6 @@ class ShiftEstimate:
         return self.gain / self.peak if self.peak > 0 else 0.0
 
 
-def _scale(sx: float, sy: float) -> np.ndarray:
-    return np.diag([sx, sy, 1.0])
-
-
 def _subpixel(values: np.ndarray, i: int) -> float:
     """Peak position of a 1-D correlation profile by a parabola through the peak and its neighbours."""
     if 0 < i < len(values) - 1:
@@ -94,20 +90,14 @@ def estimate_shift(thermal: np.ndarray, rgb: np.ndarray, homography: Sequence[fl
     Returns:
         :class:`ShiftEstimate`, or None when the images are too small for the range or one of them is flat.
     """
-    g_rgb = to_gray(rgb)
-    h_rgb, w_rgb = g_rgb.shape
-    k = min(1.0, work_width / w_rgb)
-    lw, lh = max(1, round(w_rgb * k)), max(1, round(h_rgb * k))
+    work = working_pair(thermal, rgb, homography, work_width, border=cv2.BORDER_REPLICATE)
+    k = work.scale
+    lh, lw = work.rgb.shape
     r = max(1, math.ceil(max_shift_px * k))
     if lw - 2 * r < _MIN_OVERLAP[0] or lh - 2 * r < _MIN_OVERLAP[1]:
         return None
-    g_th = to_gray(thermal)
-    th_h, th_w = g_th.shape
-    m = _scale(lw / w_rgb, lh / h_rgb) @ np.asarray(homography, np.float64).reshape(3, 3) @ _scale(w_rgb / th_w,
-                                                                                                   h_rgb / th_h)
-    warped = cv2.warpPerspective(g_th, m, (lw, lh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    e_th = edge_map(warped)
-    e_rgb = edge_map(cv2.resize(g_rgb, (lw, lh), interpolation=cv2.INTER_AREA))
+    e_th = edge_map(work.thermal)
+    e_rgb = edge_map(work.rgb)
     template = e_rgb[r:-r, r:-r]
     if template.std() < 1e-4 or e_th.std() < 1e-4:
         return None
@@ -131,8 +121,8 @@ class AutoAligner:
 
     Every ``every`` frames (and on the first frame after :meth:`reset`) one pair is estimated; it votes for its
     shift when no shift lacks at least the share ``min_gain`` of its correlation (and it lies inside the searched
-    range, and correlates at least 0.1), and for no shift otherwise. The applied shift is the median of the last 5 votes, so one odd frame does not move it,
-    and a still (one frame after a reset) gets its own estimate.
+    range, and correlates at least 0.1), and for no shift otherwise. The applied shift is the median of the last 5
+    votes, so one odd frame does not move it, and a still (one frame after a reset) gets its own estimate.
 
     Args:
         max_shift_px: largest shift searched, RGB px.

@@ -157,6 +157,7 @@ class Fuser:
         self.agc = ThermalAGC(cfg.agc)
         self._reg = cfg.registration
         self.aligner = self._aligner(cfg)
+        self._shifted: tuple[tuple, RegistrationConfig] | None = None
         self._last_stamp: float | None = None
         self._last_size: tuple[int, int] | None = None
         self.memory_resets = 0
@@ -171,9 +172,7 @@ class Fuser:
         self.cfg = cfg
         self.agc.cfg = cfg.agc
         self._reg = cfg.registration
-        if (cfg.auto_align, cfg.auto_align_max_px, cfg.auto_align_min_gain, cfg.auto_align_every,
-                tuple(cfg.homography)) != (old.auto_align, old.auto_align_max_px, old.auto_align_min_gain,
-                                           old.auto_align_every, tuple(old.homography)):
+        if _aligner_settings(cfg) != _aligner_settings(old):
             self.aligner = self._aligner(cfg)
 
     @staticmethod
@@ -192,7 +191,14 @@ class Fuser:
     def effective_homography(self) -> tuple[float, ...]:
         """The registration frames are fused with: the homography followed by the automatic shift."""
         shift = self.shift_px
-        return tuple(self.cfg.homography) if shift == (0.0, 0.0) else shifted_homography(self.cfg.homography, shift)
+        return tuple(self.cfg.homography) if shift == (0.0, 0.0) else self._shifted_registration(shift).homography
+
+    def _shifted_registration(self, shift: tuple[float, float]) -> RegistrationConfig:
+        # The shift changes at most once per estimate: build (and validate) its registration once, not per frame.
+        key = (shift, tuple(self.cfg.homography))
+        if self._shifted is None or self._shifted[0] != key:
+            self._shifted = (key, RegistrationConfig(homography=shifted_homography(self.cfg.homography, shift)))
+        return self._shifted[1]
 
     def reset(self) -> None:
         """Reset the streaming memory, the AGC levels and the automatic shift (e.g. on a new sequence)."""
@@ -228,7 +234,7 @@ class Fuser:
                 # Co-aligned cameras moved by a few pixels: the strip uncovered at the border is filled from its
                 # neighbours (a black strip would be fused as an edge); a wider homography keeps its black outside.
                 replicate = self._reg.is_identity
-                reg = RegistrationConfig(homography=shifted_homography(self.cfg.homography, shift))
+                reg = self._shifted_registration(shift)
         th = warp_thermal(th, self.inference_size(rgb_size), reg, ref_size=rgb_size, replicate_border=replicate)
         timings.agc_ms = (t1 - t0) * 1e3
         timings.register_ms = (time.perf_counter() - t1) * 1e3
@@ -314,6 +320,12 @@ class Fuser:
 
     def __repr__(self) -> str:
         return f"Fuser(backend={getattr(self.backend, 'name', type(self.backend).__name__)}, cfg={self.cfg})"
+
+
+def _aligner_settings(cfg: FuserConfig) -> tuple:
+    """What the automatic shift depends on: a change of any of these starts it afresh."""
+    return (cfg.auto_align, cfg.auto_align_max_px, cfg.auto_align_min_gain, cfg.auto_align_every,
+            tuple(cfg.homography))
 
 
 def to_chw(rgb: np.ndarray) -> np.ndarray:

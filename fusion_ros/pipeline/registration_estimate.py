@@ -46,7 +46,7 @@ import numpy as np
 from fusion_ros.errors import ConfigError, FusionError, ShapeError
 
 __all__ = ["MODELS", "EstimateConfig", "FrameEstimate", "CalibrationResult", "InsufficientStructureError",
-           "edge_map", "estimate_frame", "combine_estimates", "estimate_homography", "estimate_residual",
+           "edge_map", "working_pair", "WorkingPair", "estimate_frame", "combine_estimates", "estimate_homography", "estimate_residual",
            "corner_error", "fit_model", "random_homography", "to_gray", "BoardDetection", "find_board",
            "estimate_homography_checkerboard", "board_error"]
 
@@ -593,6 +593,41 @@ def _better(a: FrameEstimate, b: FrameEstimate) -> FrameEstimate:
 
 # -- residual -------------------------------------------------------------------------------------------------
 
+@dataclass
+class WorkingPair:
+    """One frame pair at a working width, the thermal image registered as the node does (see :func:`working_pair`).
+
+    Attributes:
+        thermal: (h, w) float32 grey thermal image, warped by the homography onto the working grid.
+        rgb: (h, w) float32 grey RGB image, scaled down to the working grid.
+        scale: working pixels per RGB pixel (<= 1).
+        matrix: (3, 3) thermal pixels -> working pixels (resize to RGB, homography, scale down).
+        thermal_shape: (rows, cols) of the thermal image as given.
+    """
+
+    thermal: np.ndarray
+    rgb: np.ndarray
+    scale: float
+    matrix: np.ndarray
+    thermal_shape: tuple[int, int]
+
+
+def working_pair(thermal: np.ndarray, rgb: np.ndarray, homography: np.ndarray | Sequence[float], width: int,
+                 border: int = cv2.BORDER_CONSTANT) -> WorkingPair:
+    """Both images as greys at ``width`` (no wider than the RGB image), the thermal one warped by ``homography``
+    (the node's convention) with ``border`` outside it; for the quick checks that run on live frames."""
+    g_rgb = to_gray(rgb)
+    h_rgb, w_rgb = g_rgb.shape
+    k = min(1.0, width / w_rgb)
+    lw, lh = max(32, round(w_rgb * k)), max(24, round(h_rgb * k))
+    g_th = to_gray(thermal)
+    th_h, th_w = g_th.shape
+    m = _scale(lw / w_rgb, lh / h_rgb) @ np.asarray(homography, np.float64).reshape(3, 3) @ \
+        _scale(w_rgb / th_w, h_rgb / th_h)
+    warped = cv2.warpPerspective(g_th, m, (lw, lh), flags=cv2.INTER_LINEAR, borderMode=border)
+    return WorkingPair(warped, cv2.resize(g_rgb, (lw, lh), interpolation=cv2.INTER_AREA), k, m, (th_h, th_w))
+
+
 _RESIDUAL_WIDTH = 320     # residual measured at this width: 4x fewer pixels than 640x480, still sub-pixel
 _RESIDUAL_TILES = (4, 3)  # columns x rows of tiles, so a rotation or scale error shows as differing shifts
 _RESIDUAL_MIN_PEAK = 0.08  # phase-correlation response below which a tile has nothing to match
@@ -621,17 +656,12 @@ def estimate_residual(thermal: np.ndarray, rgb: np.ndarray, homography: np.ndarr
     m = np.asarray(homography, np.float64)
     if m.size != 9:
         raise ShapeError(f"homography needs 9 values (row-major 3x3), got {m.size}")
-    g_rgb = to_gray(rgb)
-    h_rgb, w_rgb = g_rgb.shape
-    k = min(1.0, _RESIDUAL_WIDTH / w_rgb)
-    lw, lh = max(32, round(w_rgb * k)), max(24, round(h_rgb * k))
-    g_th = to_gray(thermal)
-    th_h, th_w = g_th.shape
-    # thermal px -> resize to RGB -> homography -> RGB scaled to the working size
-    full = _scale(lw / w_rgb, lh / h_rgb) @ m.reshape(3, 3) @ _scale(w_rgb / th_w, h_rgb / th_h)
-    warped = cv2.warpPerspective(g_th, full, (lw, lh), flags=cv2.INTER_LINEAR)
-    valid = cv2.warpPerspective(np.ones_like(g_th), full, (lw, lh), flags=cv2.INTER_NEAREST)
-    e_rgb = edge_map(cv2.resize(g_rgb, (lw, lh), interpolation=cv2.INTER_AREA), window=4.0)
+    work = working_pair(thermal, rgb, m, _RESIDUAL_WIDTH)
+    warped, k = work.thermal, work.scale
+    lh, lw = warped.shape
+    valid = cv2.warpPerspective(np.ones(work.thermal_shape, np.float32), work.matrix, (lw, lh),
+                                flags=cv2.INTER_NEAREST)
+    e_rgb = edge_map(work.rgb, window=4.0)
     e_th = edge_map(warped, window=4.0)
     cols, rows = _RESIDUAL_TILES
     tw, th = lw // cols, lh // rows

@@ -14,6 +14,16 @@ from fusion_ros.pipeline.registration import IDENTITY
 DEV = ("flir", "msrs", "roadscene", "tno")
 
 
+class Blend:
+    """A 50/50 blend as the network: what the pipeline does around it is what these tests look at."""
+
+    def infer(self, t, v, use_memory=True):
+        return 0.5 * t + 0.5 * v
+
+    def reset_memory(self):
+        pass
+
+
 def _shift(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     """The thermal frame of a rig whose homography is off by (dx, dy): content moved right/down."""
     mat = np.float32([[1, 0, dx], [0, 1, dy]])
@@ -72,13 +82,6 @@ def test_aligned_pairs_keep_their_registration_and_shifted_ones_are_corrected(de
 def test_the_fuser_undoes_a_shift_of_a_real_pair(dev_pairs):
     """With a 50/50 blend as the network, the fused image of a shifted pair comes back near that of the aligned pair
     (not exactly onto it: the shift found lines up the edges, which need not be the dataset's own registration)."""
-    class Blend:
-        def infer(self, t, v, use_memory=True):
-            return 0.5 * t + 0.5 * v
-
-        def reset_memory(self):
-            pass
-
     th, rgb = dev_pairs["roadscene"][0]
     fused = {}
     for on in (False, True):
@@ -148,13 +151,6 @@ def test_bad_settings_name_the_parameter(field, value):
 ], ids=["1x1", "a sliver", "NaN thermal", "flat thermal"])
 def test_odd_frames_are_fused_as_registered(thermal, rgb):
     """Frames the estimate cannot use still fuse, with no shift."""
-    class Blend:
-        def infer(self, t, v, use_memory=True):
-            return 0.5 * t + 0.5 * v
-
-        def reset_memory(self):
-            pass
-
     fuser = Fuser(Blend())
     assert fuser.step(thermal, rgb).shape == rgb.shape
     assert fuser.shift_px == (0.0, 0.0)
