@@ -25,6 +25,8 @@ class TorchBackend(Backend):
     def __init__(self, onnx_path: Path, cfg: EngineConfig) -> None:
         import torch
 
+        from fusion_ros.model.student import fold_for_inference
+
         if cfg.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU; use device: auto or cpu")
         self.torch = torch
@@ -39,6 +41,7 @@ class TorchBackend(Backend):
         if artifact is not None:
             artifact.check_weights(model.cfg)
         super().__init__(precision, model.stride, model.cfg.state_channels)
+        model = fold_for_inference(model)     # the graph the ONNX export traces: same outputs, less element-wise work
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         model = model.to(self.device, self.dtype)
         if self.device.type == "cuda":

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fusion_ros.model.student import FusionStudent
+from fusion_ros.model.student import FusionStudent, fold_for_inference
 from fusion_ros.model.artifact import INPUT_NAMES, OUTPUT_NAMES, write_artifact
 
 __all__ = ["OPSET", "export_onnx", "compare_onnx_to_torch", "convert_onnx_fp16"]
@@ -28,6 +28,9 @@ OPSET = 17  # GridSample needs >= 16; 17 is supported by TensorRT 10 and every c
 def export_onnx(model: FusionStudent, onnx_path: str | Path, meta: dict[str, Any] | None = None,
                 sample_hw: tuple[int, int] = (64, 96)) -> Path:
     """Export ``model`` to ONNX with dynamic H/W, check it, and write the sidecar and weights beside it.
+
+    The graph is traced from :func:`fold_for_inference` of the model (same function, fewer element-wise
+    operations); the weights file keeps the model's own parameters, so training continues from it unchanged.
 
     Args:
         model: the student (any device/dtype; exported as FP32 on the CPU).
@@ -54,7 +57,7 @@ def export_onnx(model: FusionStudent, onnx_path: str | Path, meta: dict[str, Any
             # The TorchScript-based exporter handles the data-dependent padding with dynamic H/W
             # exactly (parity 0 in tests); the dynamo exporter specialises it to the sample size.
             warnings.simplefilter("ignore")
-            torch.onnx.export(m, args, str(path), dynamo=False, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+            torch.onnx.export(fold_for_inference(m), args, str(path), dynamo=False, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
                               dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=True)
         onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 

@@ -25,6 +25,7 @@ Design, and why:
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ from fusion_ros.config import apply_overrides
 from fusion_ros.errors import ConfigError, ShapeError
 from fusion_ros.model.variants import ARCHITECTURES, DEFAULT_VARIANT, VARIANTS
 
-__all__ = ["ModelConfig", "FusionStudent", "MODELS", "create_model", "rgb_to_luma"]
+__all__ = ["ModelConfig", "FusionStudent", "MODELS", "create_model", "fold_for_inference", "rgb_to_luma"]
 
 LUMA = (0.299, 0.587, 0.114)  # BT.601, the convention of the teachers' outputs
 
@@ -112,12 +113,14 @@ class LayerNorm2d(nn.Module):
         self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
         self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.eps = eps
+        self.affine = True        # False once the scale and shift live in the next convolution (fold_for_inference)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mu = x.mean(1, keepdim=True)
         xc = x - mu
         var = (xc * xc).mean(1, keepdim=True)
-        return xc * torch.rsqrt(var + self.eps) * self.weight + self.bias
+        y = xc * torch.rsqrt(var + self.eps)
+        return y * self.weight + self.bias if self.affine else y
 
 
 class GRN(nn.Module):
@@ -128,11 +131,14 @@ class GRN(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.eps = eps
+        self.shift = True         # False once beta lives in the next convolution's bias (fold_for_inference)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gx = torch.sqrt((x * x).sum(dim=(2, 3), keepdim=True) + self.eps)
         nx = gx / (gx.mean(dim=1, keepdim=True) + self.eps)
-        return self.gamma * (x * nx) + self.beta + x
+        # gamma * (x * nx) + x as one full-size product: the per-channel factor is (1, C, 1, 1).
+        y = x * (self.gamma * nx + 1.0)
+        return y + self.beta if self.shift else y
 
 
 class ConvNeXtV2Block(nn.Module):
@@ -203,6 +209,24 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def window_kernel(channels: int, window: int) -> torch.Tensor:
+    """One-hot kernels of :func:`window_stack`: (channels * window^2, 1, window, window)."""
+    n = window * window
+    return torch.eye(n).view(n, 1, window, window).repeat(channels, 1, 1, 1)
+
+
+def window_stack(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Every k x k neighbour of each pixel, zero outside: (B, C, H, W) -> (B, C, k^2, H, W).
+
+    ``kernel`` is :func:`window_kernel` of (C, k). Neighbour ``i = dy * k + dx`` is the value at offset
+    ``(dy - k // 2, dx - k // 2)``. One grouped convolution with one-hot kernels: on a CPU it costs a fraction of
+    ``k^2`` slices of a padded copy.
+    """
+    b, c, h, w = x.shape
+    k = kernel.shape[-1]
+    return F.conv2d(x, kernel, padding=k // 2, groups=c).view(b, c, k * k, h, w)
+
+
 class MemoryAdapter(nn.Module):
     """Streaming memory (SDMFusion): flow-warped memory read by gated local cross-attention.
 
@@ -227,28 +251,22 @@ class MemoryAdapter(nn.Module):
         self.phi = nn.Conv2d(channels, cm, 1)
         nn.init.zeros_(self.flow[-1].weight)
         nn.init.zeros_(self.flow[-1].bias)
+        # Constants, not weights: kept out of the state dict.
+        self.register_buffer("key_window", window_kernel(cm, self.window), persistent=False)
+        self.register_buffer("value_window", window_kernel(channels, self.window), persistent=False)
 
     def forward(self, feat: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns ``(F^, new memory, flow)``; the flow (B, 2, h, w), px at this level, also warps the output history."""
         flow = self.max_flow * torch.tanh(self.flow(torch.cat([self.to_flow_feat(feat), memory], 1)))
         warped = backward_warp(memory, flow)
         g = torch.sigmoid(self.gate(torch.cat([feat, warped], 1)))
-        q = self.q(feat) * g
+        # (Q g)(K g)^T / sqrt(C) with both gates and the scale on the query side, once, not per window offset.
+        q = self.q(feat) * (g * g * (1.0 / math.sqrt(self.key_dim)))
         k = self.k(warped)
         v = self.v(warped)
-        r = self.window // 2
-        kp = F.pad(k, (r, r, r, r))
-        vp = F.pad(v, (r, r, r, r))
-        h, w = feat.shape[-2], feat.shape[-1]
-        scale = 1.0 / math.sqrt(self.key_dim)
-        scores, values = [], []
-        for dy in range(self.window):
-            for dx in range(self.window):
-                ks = kp[:, :, dy:dy + h, dx:dx + w]
-                scores.append((q * ks * g).sum(1, keepdim=True) * scale)
-                values.append(vp[:, :, dy:dy + h, dx:dx + w])
-        attn = torch.softmax(torch.cat(scores, 1), dim=1)
-        read = sum(attn[:, i:i + 1] * values[i] for i in range(len(values)))
+        keys = window_stack(k, self.key_window)                                # (B, C, k*k, h, w)
+        attn = torch.softmax((q.unsqueeze(2) * keys).sum(1), dim=1)            # (B, k*k, h, w)
+        read = (window_stack(v, self.value_window) * attn.unsqueeze(1)).sum(2)  # (B, C, h, w)
         out = feat + read
         return out, self.phi(out), flow
 
@@ -339,11 +357,12 @@ class FusionStudent(nn.Module):
         self.up_proj = nn.ModuleList([nn.Conv2d(w[i + 1] + w[i], w[i], 1) for i in range(len(w) - 1)])
         self.dec = nn.ModuleList([nn.Sequential(*[ConvNeXtV2Block(w[i], cfg.mlp_ratio) for _ in range(cfg.decoder_depth)])
                                   for i in range(len(w) - 1)])
-        self.coeff = nn.Conv2d(w[0], 3, 3, padding=1)          # a_t - 0.5, a_v - 0.5, b at 1/stem
+        self.coeff = nn.Conv2d(w[0], 3, 3, padding=1)          # a_t - 0.5, a_v - 0.5, b at 1/stem (see blend_offset)
         self.detail = nn.Sequential(nn.Conv2d(w[0], cfg.stem ** 2, 3, padding=1), nn.PixelShuffle(cfg.stem))
         for conv in (self.coeff, self.detail[0]):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
+        self.blend_offset = 0.5   # the 50/50 start of a_t and a_v; 0 once it lives in coeff's bias (fold_for_inference)
 
     @property
     def stride(self) -> int:
@@ -390,11 +409,51 @@ class FusionStudent(nn.Module):
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = self.dec[i](self.up_proj[i](torch.cat([x, fused[i]], 1)))
 
-        coeff = F.interpolate(self.coeff(x), scale_factor=float(self.cfg.stem), mode="bilinear", align_corners=False)
+        coeff = self.coeff(x)
+        if self.blend_offset:   # at 1/stem, before the upsampling, which keeps constants
+            coeff = coeff + coeff.new_tensor([self.blend_offset, self.blend_offset, 0.0]).view(1, 3, 1, 1)
+        coeff = F.interpolate(coeff, scale_factor=float(self.cfg.stem), mode="bilinear", align_corners=False)
         y_vis = rgb_to_luma(v)
-        y = (0.5 + coeff[:, 0:1]) * t + (0.5 + coeff[:, 1:2]) * y_vis + coeff[:, 2:3] + self.detail(x)
+        y = coeff[:, 0:1] * t + coeff[:, 1:2] * y_vis + coeff[:, 2:3] + self.detail(x)
         if self.history is not None:
             y, packed = self.history(y, low, flow, memory[:, cm:])
             new_memory = torch.cat([new_memory, packed], 1)
         # Crop the one-channel delta, not the three-channel result: full-resolution copies are what costs.
         return torch.clamp(visible + (y - y_vis)[:, :, :h, :w], 0.0, 1.0), new_memory
+
+
+def _fold_norm_into(norm: LayerNorm2d, conv: nn.Conv2d) -> None:
+    """Move ``norm``'s per-channel scale and shift into ``conv`` that reads it (no padding, so exact everywhere)."""
+    scale, shift = norm.weight.view(1, -1, 1, 1), norm.bias.view(1, -1, 1, 1)
+    conv.bias.add_((conv.weight * shift).sum(dim=(1, 2, 3)))
+    conv.weight.mul_(scale)
+    norm.affine = False
+
+
+def _fold_shift_into(grn: GRN, conv: nn.Conv2d) -> None:
+    """Move GRN's beta into the bias of the 1x1 ``conv`` that reads it."""
+    conv.bias.add_((conv.weight * grn.beta.view(1, -1, 1, 1)).sum(dim=(1, 2, 3)))
+    grn.shift = False
+
+
+@torch.no_grad()
+def fold_for_inference(model: FusionStudent) -> FusionStudent:
+    """A copy of ``model`` with the same function and fewer full-size operations, for export.
+
+    Each per-channel scale or shift that a padding-free convolution reads next is moved into that convolution
+    (LayerNorm before a block's 1x1 expand and before a 2x2 downsampling; GRN's beta before the 1x1 project), and the
+    50/50 start of the blend into ``coeff``'s bias (bilinear upsampling keeps constants). Element-wise work on
+    feature maps is most of this graph's CPU time. The norm after the stem is kept: its output also feeds a
+    residual and a zero-padded depthwise convolution. Outputs agree with ``model`` to float rounding (tested).
+    """
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        if isinstance(module, ConvNeXtV2Block):
+            _fold_norm_into(module.norm, module.pw1)
+            _fold_shift_into(module.grn, module.pw2)
+    for encoder in (folded.enc_ir, folded.enc_vis):
+        for down in encoder.downs:
+            _fold_norm_into(down[0], down[1])
+    folded.coeff.bias[:2].add_(folded.blend_offset)
+    folded.blend_offset = 0.0
+    return folded

@@ -9,7 +9,7 @@ import torch
 
 from fusion_ros.errors import ConfigError, ShapeError
 from fusion_ros.model import MODELS, ModelConfig, create_model
-from fusion_ros.model.student import GRN, ConvNeXtV2Block, backward_warp
+from fusion_ros.model.student import GRN, ConvNeXtV2Block, LayerNorm2d, backward_warp, fold_for_inference, window_kernel, window_stack
 
 
 def _randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -147,3 +147,35 @@ def test_backward_reaches_every_trainable_parameter() -> None:
     (f.mean() + m.mean()).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, missing
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_folded_model_computes_the_same_frames(name: str) -> None:
+    """fold_for_inference (what export traces) gives the model's outputs over frames with memory; the model is untouched."""
+    model = _randomise(create_model(name), seed=3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_for_inference(model)
+    norms = [m for m in folded.modules() if isinstance(m, LayerNorm2d)]
+    assert sum(not m.affine for m in norms) >= len(norms) - 2, "every norm but the stems' is folded"
+    assert all(not m.shift for m in folded.modules() if isinstance(m, GRN))
+    assert folded.blend_offset == 0.0 and model.blend_offset == 0.5
+    g = torch.Generator().manual_seed(4)
+    h, w = 61, 83
+    mem_a, mem_b = model.zero_memory(h, w), folded.zero_memory(h, w)
+    with torch.no_grad():
+        for _ in range(3):
+            t, v = torch.rand(1, 1, h, w, generator=g), torch.rand(1, 3, h, w, generator=g)
+            (fa, mem_a), (fb, mem_b) = model(t, v, mem_a), folded(t, v, mem_b)
+            assert (fa - fb).abs().max() <= 1e-4      # float rounding (the export parity bound), << 1/255
+            assert (mem_a - mem_b).abs().max() <= 1e-4
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not torch.equal(folded.coeff.bias, model.coeff.bias)
+
+
+@pytest.mark.parametrize("window", [3, 5])
+def test_window_stack_lists_each_neighbour_zero_outside(window: int) -> None:
+    x = torch.randn(2, 3, 6, 7)
+    r = window // 2
+    padded = torch.nn.functional.pad(x, (r, r, r, r))
+    expect = torch.stack([padded[:, :, dy:dy + 6, dx:dx + 7] for dy in range(window) for dx in range(window)], 2)
+    assert torch.equal(window_stack(x, window_kernel(3, window)), expect)
