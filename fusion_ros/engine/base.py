@@ -34,6 +34,7 @@ class EngineConfig:
     cache_dir: str = "~/.cache/fusion_ros/engines"     # TensorRT engines and timing caches
     device: str = "auto"                               # auto | cpu | cuda (torch and onnxruntime)
     threads: int = 0                                   # CPU threads for inference, 0 = all cores
+    busy_wait: bool = True                             # ONNX Runtime's threads spin between operations (threads > 1)
     min_hw: tuple[int, int] = (64, 64)                 # TensorRT optimization profile: smallest input (H, W), px
     opt_hw: tuple[int, int] = (480, 640)               # TensorRT optimization profile: the size it is tuned for
     max_hw: tuple[int, int] = (1088, 1920)             # TensorRT optimization profile: largest input (H, W), px

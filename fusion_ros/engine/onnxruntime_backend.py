@@ -57,6 +57,8 @@ class OnnxRuntimeBackend(Backend):
         if cfg.threads:
             opts.intra_op_num_threads = cfg.threads
         opts.inter_op_num_threads = 1
+        # Spinning threads answer the next operation sooner, and hold their cores from a camera driver meanwhile.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if cfg.busy_wait else "0")
         try:
             self.session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
         except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own pybind types for unreadable or invalid graphs

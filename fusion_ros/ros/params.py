@@ -74,6 +74,8 @@ _ENGINE_PARAMS = {
     "device": ("device", "device for the torch / onnxruntime backends", ("auto", "cpu", "cuda")),
     "threads": ("threads", "CPU threads for inference; 0 = all cores but one (left to the node's preparing, "
                 "publishing and DDS threads)", None),
+    "busy_wait": ("busy_wait", "with threads > 1 on ONNX Runtime: its inference threads spin between operations "
+                  "(faster alone); false yields their cores to other processes, such as a camera driver", None),
 }
 
 

@@ -61,6 +61,17 @@ def test_shipped_model_loads_by_default() -> None:
         be.infer(np.zeros((1, 1, 8, 8), np.float32), np.zeros((1, 3, 9, 8), np.float32))
 
 
+@pytest.mark.parametrize("busy_wait", [True, False])
+def test_onnxruntime_threads_spin_only_when_asked(random_model_path, busy_wait: bool) -> None:
+    """busy_wait reaches ONNX Runtime's session, and the results do not depend on it."""
+    be = create_backend(EngineConfig(model_path=str(random_model_path), backend="onnxruntime", threads=2, busy_wait=busy_wait))
+    entry = be.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    assert entry == ("1" if busy_wait else "0")
+    ref = create_backend(EngineConfig(model_path=str(random_model_path), backend="onnxruntime", threads=1))
+    (t, v), = _frames(1)
+    assert np.allclose(be.infer(t, v), ref.infer(t, v), atol=1e-6)
+
+
 def test_bad_config_names_the_parameter() -> None:
     with pytest.raises(ConfigError, match="model_path '/nope.onnx' does not exist"):
         create_backend(EngineConfig(model_path="/nope.onnx"))
