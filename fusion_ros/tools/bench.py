@@ -54,8 +54,8 @@ def _run_isolated(args: argparse.Namespace, backend: str, model: str) -> list[di
     return json.loads(proc.stdout)
 
 
-def _spread(values: list[float]) -> list[float]:
-    return [round(min(values), 2), round(statistics.median(values), 2), round(max(values), 2)]
+def _spread(values: list[float], digits: int = 2) -> list[float]:
+    return [round(min(values), digits), round(statistics.median(values), digits), round(max(values), digits)]
 
 
 def _time_command(cmd: str, frames: int) -> float:
@@ -87,7 +87,7 @@ def _inference_rows(args: argparse.Namespace) -> dict:
         if args.compare_cmd:
             compare_ms.append(_time_command(args.compare_cmd, args.compare_frames))
     rows = []
-    for group in runs.values():
+    for (b, m, h, w), group in runs.items():
         row = dict(group[-1])
         if "error" not in row and args.repeat > 1:
             medians = [r["median_ms"] for r in group]
@@ -95,6 +95,12 @@ def _inference_rows(args: argparse.Namespace) -> dict:
             row["median_ms_min_median_max"] = _spread(medians)
             row["median_ms"] = round(statistics.median(medians), 2)
             row["fps"] = round(1000.0 / row["median_ms"], 1)
+            first = runs.get((b, args.models[0], h, w))
+            if m != args.models[0] and first and len(first) == len(group) and all("error" not in r for r in first):
+                # Each repeat runs the models one after the other, so the ratio of a pair has the machine's state of
+                # those seconds in common; on a machine whose speed drifts it is steadier than either median.
+                row["time_ratio_to_first_model"] = {"model": args.models[0], "per_repeat_min_median_max": _spread(
+                    [r["median_ms"] / f["median_ms"] for r, f in zip(group, first)], 3)}
         if compare_ms and "error" not in row:
             row["compare_ratio"] = round(statistics.median(compare_ms) / row["median_ms"], 1)
         rows.append(row)
