@@ -26,6 +26,7 @@ Design, and why:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -37,9 +38,10 @@ from fusion_ros.config import apply_overrides
 from fusion_ros.errors import ConfigError, ShapeError
 from fusion_ros.model.variants import ARCHITECTURES, DEFAULT_VARIANT, VARIANTS
 
-__all__ = ["ModelConfig", "FusionStudent", "MODELS", "create_model", "fold_for_inference", "rgb_to_luma"]
+__all__ = ["ModelConfig", "FusionStudent", "MODELS", "convert_norm", "create_model", "fold_for_inference", "rgb_to_luma"]
 
 LUMA = (0.299, 0.587, 0.114)  # BT.601, the convention of the teachers' outputs
+NORMS = ("layer", "batch")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class ModelConfig:
     max_flow: float = 4.0                  # largest flow the in-network flow head predicts, px at memory level
     history: bool = True                   # carry the previous fused luminance and blend it in (needs use_memory)
     history_warp: bool = True              # motion-compensate the history with the in-network flow (full-res warp)
+    norm: str = "layer"                    # layer (ConvNeXt) | batch: folds into the convolutions, free at inference
 
     def __post_init__(self) -> None:
         if self.stem not in (1, 2, 4, 8):
@@ -66,6 +69,8 @@ class ModelConfig:
             raise ConfigError(f"ModelConfig.widths {self.widths} and depths {self.depths} must have the same non-zero length")
         if self.attn_window % 2 != 1:
             raise ConfigError(f"ModelConfig.attn_window={self.attn_window}; expected an odd number")
+        if self.norm not in NORMS:
+            raise ConfigError(f"ModelConfig.norm='{self.norm}'; expected one of {', '.join(NORMS)}")
 
     @property
     def stride(self) -> int:
@@ -141,14 +146,19 @@ class GRN(nn.Module):
         return y + self.beta if self.shift else y
 
 
-class ConvNeXtV2Block(nn.Module):
-    """7x7 depthwise conv -> LayerNorm -> 1x1 expand -> GELU -> GRN -> 1x1 project, residual."""
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """The feature norm of ``ModelConfig.norm``: LayerNorm over channels, or BatchNorm (an affine map at inference)."""
+    return LayerNorm2d(channels) if kind == "layer" else nn.BatchNorm2d(channels)
 
-    def __init__(self, channels: int, mlp_ratio: float = 2.0) -> None:
+
+class ConvNeXtV2Block(nn.Module):
+    """7x7 depthwise conv -> norm -> 1x1 expand -> GELU -> GRN -> 1x1 project, residual."""
+
+    def __init__(self, channels: int, mlp_ratio: float = 2.0, norm: str = "layer") -> None:
         super().__init__()
         hidden = int(channels * mlp_ratio)
         self.dwconv = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
-        self.norm = LayerNorm2d(channels)
+        self.norm = make_norm(norm, channels)
         self.pw1 = nn.Conv2d(channels, hidden, 1)
         self.act = nn.GELU()
         self.grn = GRN(hidden)
@@ -165,13 +175,13 @@ class Encoder(nn.Module):
         super().__init__()
         # A stem x stem conv with stride stem equals pixel-unshuffle + 1x1 conv, without the
         # full-resolution transpose that cost ~4 ms of a 20 ms CPU frame.
-        self.stem = nn.Sequential(nn.Conv2d(in_ch, cfg.widths[0], cfg.stem, stride=cfg.stem), LayerNorm2d(cfg.widths[0]))
+        self.stem = nn.Sequential(nn.Conv2d(in_ch, cfg.widths[0], cfg.stem, stride=cfg.stem), make_norm(cfg.norm, cfg.widths[0]))
         self.downs = nn.ModuleList()
         self.stages = nn.ModuleList()
         for i, (w, d) in enumerate(zip(cfg.widths, cfg.depths)):
             if i > 0:
-                self.downs.append(nn.Sequential(LayerNorm2d(cfg.widths[i - 1]), nn.Conv2d(cfg.widths[i - 1], w, 2, stride=2)))
-            self.stages.append(nn.Sequential(*[ConvNeXtV2Block(w, cfg.mlp_ratio) for _ in range(d)]))
+                self.downs.append(nn.Sequential(make_norm(cfg.norm, cfg.widths[i - 1]), nn.Conv2d(cfg.widths[i - 1], w, 2, stride=2)))
+            self.stages.append(nn.Sequential(*[ConvNeXtV2Block(w, cfg.mlp_ratio, cfg.norm) for _ in range(d)]))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
@@ -355,7 +365,7 @@ class FusionStudent(nn.Module):
         self.adapter = MemoryAdapter(w[-1], cfg) if cfg.use_memory else None
         self.history = OutputHistory(w[-1], cfg.stride, cfg.history_warp) if cfg.uses_history else None
         self.up_proj = nn.ModuleList([nn.Conv2d(w[i + 1] + w[i], w[i], 1) for i in range(len(w) - 1)])
-        self.dec = nn.ModuleList([nn.Sequential(*[ConvNeXtV2Block(w[i], cfg.mlp_ratio) for _ in range(cfg.decoder_depth)])
+        self.dec = nn.ModuleList([nn.Sequential(*[ConvNeXtV2Block(w[i], cfg.mlp_ratio, cfg.norm) for _ in range(cfg.decoder_depth)])
                                   for i in range(len(w) - 1)])
         self.coeff = nn.Conv2d(w[0], 3, 3, padding=1)          # a_t - 0.5, a_v - 0.5, b at 1/stem (see blend_offset)
         self.detail = nn.Sequential(nn.Conv2d(w[0], cfg.stem ** 2, 3, padding=1), nn.PixelShuffle(cfg.stem))
@@ -367,6 +377,15 @@ class FusionStudent(nn.Module):
     @property
     def stride(self) -> int:
         return self.cfg.stride
+
+    def train(self, mode: bool = True) -> "FusionStudent":
+        super().train(mode)
+        if mode:
+            # A BatchNorm whose weights are frozen (stage II trains the temporal modules only) keeps its statistics too.
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d) and not any(p.requires_grad for p in m.parameters()):
+                    m.eval()
+        return self
 
     def memory_shape(self, height: int, width: int, batch: int = 1) -> tuple[int, int, int, int]:
         return self.cfg.memory_shape(height, width, batch)
@@ -422,12 +441,24 @@ class FusionStudent(nn.Module):
         return torch.clamp(visible + (y - y_vis)[:, :, :h, :w], 0.0, 1.0), new_memory
 
 
-def _fold_norm_into(norm: LayerNorm2d, conv: nn.Conv2d) -> None:
-    """Move ``norm``'s per-channel scale and shift into ``conv`` that reads it (no padding, so exact everywhere)."""
-    scale, shift = norm.weight.view(1, -1, 1, 1), norm.bias.view(1, -1, 1, 1)
-    conv.bias.add_((conv.weight * shift).sum(dim=(1, 2, 3)))
-    conv.weight.mul_(scale)
-    norm.affine = False
+def _norm_as_affine(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``(scale, shift)`` of a norm's affine part: LayerNorm's weight and bias, or all of an eval BatchNorm."""
+    if isinstance(norm, nn.BatchNorm2d):
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        return scale, norm.bias - norm.running_mean * scale
+    return norm.weight.view(-1), norm.bias.view(-1)
+
+
+def _affine_into_next(scale: torch.Tensor, shift: torch.Tensor, conv: nn.Conv2d) -> None:
+    """``conv(scale * x + shift)`` as one convolution of ``x`` (no padding, so exact everywhere)."""
+    conv.bias.add_((conv.weight * shift.view(1, -1, 1, 1)).sum(dim=(1, 2, 3)))
+    conv.weight.mul_(scale.view(1, -1, 1, 1))
+
+
+def _affine_into_previous(conv: nn.Conv2d, scale: torch.Tensor, shift: torch.Tensor) -> None:
+    """``scale * conv(x) + shift`` as one convolution of ``x``."""
+    conv.weight.mul_(scale.view(-1, 1, 1, 1))
+    conv.bias.mul_(scale).add_(shift)
 
 
 def _fold_shift_into(grn: GRN, conv: nn.Conv2d) -> None:
@@ -436,24 +467,56 @@ def _fold_shift_into(grn: GRN, conv: nn.Conv2d) -> None:
     grn.shift = False
 
 
+def _fold_norm(parent: nn.Module, name: str, before: nn.Conv2d | None, after: nn.Conv2d | None) -> None:
+    """Fold norm ``parent.<name>``: a BatchNorm entirely into ``before`` (or ``after``), replaced by an identity; a
+    LayerNorm's scale and shift into ``after`` (its normalisation stays)."""
+    norm = getattr(parent, name) if not isinstance(parent, nn.Sequential) else parent[int(name)]
+    scale, shift = _norm_as_affine(norm)
+    if isinstance(norm, nn.BatchNorm2d):
+        _affine_into_previous(before, scale, shift) if before is not None else _affine_into_next(scale, shift, after)
+        if isinstance(parent, nn.Sequential):
+            parent[int(name)] = nn.Identity()
+        else:
+            setattr(parent, name, nn.Identity())
+    elif after is not None:
+        _affine_into_next(scale, shift, after)
+        norm.affine = False
+
+
 @torch.no_grad()
 def fold_for_inference(model: FusionStudent) -> FusionStudent:
     """A copy of ``model`` with the same function and fewer full-size operations, for export.
 
     Each per-channel scale or shift that a padding-free convolution reads next is moved into that convolution
     (LayerNorm before a block's 1x1 expand and before a 2x2 downsampling; GRN's beta before the 1x1 project), and the
-    50/50 start of the blend into ``coeff``'s bias (bilinear upsampling keeps constants). Element-wise work on
-    feature maps is most of this graph's CPU time. The norm after the stem is kept: its output also feeds a
-    residual and a zero-padded depthwise convolution. Outputs agree with ``model`` to float rounding (tested).
+    50/50 start of the blend into ``coeff``'s bias (bilinear upsampling keeps constants). A BatchNorm (``norm:
+    batch``) goes entirely, into the convolution before it (or, before a downsampling, after it). Element-wise work
+    on feature maps is most of this graph's CPU time. A LayerNorm after the stem keeps its scale and shift: its output
+    also feeds a residual and a zero-padded depthwise convolution. Outputs agree with ``model`` to float rounding
+    (tested).
     """
     folded = copy.deepcopy(model).eval()
     for module in folded.modules():
         if isinstance(module, ConvNeXtV2Block):
-            _fold_norm_into(module.norm, module.pw1)
+            _fold_norm(module, "norm", module.dwconv, module.pw1)
             _fold_shift_into(module.grn, module.pw2)
     for encoder in (folded.enc_ir, folded.enc_vis):
+        _fold_norm(encoder.stem, "1", encoder.stem[0], None)
         for down in encoder.downs:
-            _fold_norm_into(down[0], down[1])
+            _fold_norm(down, "0", None, down[1])
     folded.coeff.bias[:2].add_(folded.blend_offset)
     folded.blend_offset = 0.0
     return folded
+
+
+@torch.no_grad()
+def convert_norm(model: FusionStudent, norm: str) -> FusionStudent:
+    """``model`` with its feature norms of kind ``norm``, to fine-tune from: every other weight is kept, a norm's scale
+    and shift carry over, a new BatchNorm's statistics start at zero mean and unit variance."""
+    converted = FusionStudent(dataclasses.replace(model.cfg, norm=norm))
+    target = converted.state_dict()
+    for key, value in model.state_dict().items():
+        if key in target and target[key].numel() == value.numel():
+            target[key] = value.reshape(target[key].shape).clone()
+    converted.load_state_dict(target)
+    return converted.train(model.training)

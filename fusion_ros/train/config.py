@@ -43,6 +43,7 @@ class TrainConfig:
     # ---- model
     model: str = "lite"                                   # student variant: lite | default
     init_checkpoint: str = ""                             # optional .pt (export format) to start from; "" = fresh weights
+    norm: str = ""                                        # feature norm: "" = the variant's (or checkpoint's) | layer | batch
 
     # ---- stage I data: pair folders and cached teachers
     pairs: tuple[str, ...] = ("shared:data/pairs/train",)  # pair roots: <root>/<dataset>/{ir,vi} or <root>/{ir,vi}
@@ -143,6 +144,7 @@ class TrainConfig:
                 raise ConfigError(msg)
 
         need(self.model in VARIANTS, f"model='{self.model}'; expected one of {', '.join(VARIANTS)}")
+        need(self.norm in ("", "layer", "batch"), f"norm='{self.norm}'; expected '' (the model's own), layer or batch")
         need(len(self.teachers) >= 1, "teachers is empty; list at least one teacher method, e.g. [SeAFusion, IFCNN]")
         need(len(self.teacher_weights) == len(self.teachers),
              f"teacher_weights has {len(self.teacher_weights)} entries for {len(self.teachers)} teachers; give one weight per teacher")

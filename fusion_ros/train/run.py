@@ -5,6 +5,7 @@ DDP is used when launched by ``torchrun`` (``WORLD_SIZE`` > 1); single-process r
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from dataclasses import dataclass
@@ -15,9 +16,12 @@ import torch
 
 from fusion_ros.errors import FusionError
 from fusion_ros.model import FusionStudent, create_model
+from fusion_ros.model.student import convert_norm
 from fusion_ros.train.config import TrainConfig, resolve_path
 
 __all__ = ["Runtime", "Run", "open_run", "close_run", "build_student", "unwrap"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,15 +77,19 @@ def _seed_all(seed: int) -> None:
 
 
 def build_student(cfg: TrainConfig) -> FusionStudent:
-    """The student to train: fresh weights, or ``init_checkpoint`` (which must be the same variant)."""
-    if cfg.init_checkpoint:
-        from fusion_ros.export import load_student
+    """The student to train: fresh weights, or ``init_checkpoint`` (which must be the same variant); with ``norm``,
+    a checkpoint of another norm starts the new one (:func:`convert_norm`)."""
+    if not cfg.init_checkpoint:
+        return create_model(cfg.model, **({"norm": cfg.norm} if cfg.norm else {}))
+    from fusion_ros.export import load_student
 
-        model = load_student(resolve_path(cfg.init_checkpoint), allow_new_modules=True)
-        if model.cfg.name != cfg.model:
-            raise FusionError(f"init_checkpoint is a '{model.cfg.name}' model but model='{cfg.model}'")
-        return model.train()
-    return create_model(cfg.model)
+    model = load_student(resolve_path(cfg.init_checkpoint), allow_new_modules=True)
+    if model.cfg.name != cfg.model:
+        raise FusionError(f"init_checkpoint is a '{model.cfg.name}' model but model='{cfg.model}'")
+    if cfg.norm and model.cfg.norm != cfg.norm:
+        log.info("init_checkpoint has %s norms; starting %s norms from its other weights", model.cfg.norm, cfg.norm)
+        model = convert_norm(model, cfg.norm)
+    return model.train()
 
 
 def open_run(cfg: TrainConfig, progress: bool = True) -> Run:

@@ -179,3 +179,57 @@ def test_window_stack_lists_each_neighbour_zero_outside(window: int) -> None:
     padded = torch.nn.functional.pad(x, (r, r, r, r))
     expect = torch.stack([padded[:, :, dy:dy + 6, dx:dx + 7] for dy in range(window) for dx in range(window)], 2)
     assert torch.equal(window_stack(x, window_kernel(3, window)), expect)
+
+
+def _with_batch_statistics(model: torch.nn.Module, seed: int = 5) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_batch_norm_folds_away_with_the_same_frames(name: str) -> None:
+    model = _with_batch_statistics(_randomise(create_model(name, norm="batch"), seed=6))
+    folded = fold_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()), "every BatchNorm is folded away"
+    g = torch.Generator().manual_seed(7)
+    h, w = 45, 70
+    mem_a, mem_b = model.zero_memory(h, w), folded.zero_memory(h, w)
+    with torch.no_grad():
+        for _ in range(3):
+            t, v = torch.rand(1, 1, h, w, generator=g), torch.rand(1, 3, h, w, generator=g)
+            (fa, mem_a), (fb, mem_b) = model(t, v, mem_a), folded(t, v, mem_b)
+            assert (fa - fb).abs().max() <= 1e-4 and (mem_a - mem_b).abs().max() <= 1e-4
+
+
+def test_frozen_batch_norms_keep_their_statistics_in_training_mode() -> None:
+    model = create_model("lite", norm="batch")
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith(("adapter.", "history.")))   # what stage II trains
+    model.train()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms) and model.adapter.training
+    before = [m.running_mean.clone() for m in norms]
+    model(torch.rand(2, 1, 32, 32), torch.rand(2, 3, 32, 32), model.zero_memory(32, 32, 2))
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(before, norms))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.train()
+    assert all(m.training for m in norms)
+
+
+def test_convert_norm_keeps_every_other_weight() -> None:
+    from fusion_ros.model.student import convert_norm
+
+    model = _randomise(create_model("lite"), seed=8)
+    converted = convert_norm(model, "batch")
+    assert converted.cfg.norm == "batch" and model.cfg.norm == "layer"
+    old, new = model.state_dict(), converted.state_dict()
+    assert torch.equal(new["enc_vis.stages.0.0.norm.weight"], old["enc_vis.stages.0.0.norm.weight"].view(-1))
+    assert all(torch.equal(new[k], v) for k, v in old.items() if "norm" not in k and k in new and "stem.1" not in k
+               and "downs" not in k)
+    with pytest.raises(ConfigError, match="norm"):
+        create_model("lite", norm="group")

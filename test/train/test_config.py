@@ -42,6 +42,7 @@ def test_follow_up_recipes_load_and_chain(path):
     ({"backbones": ["vgg_from_the_hub"]}, "vgg_from_the_hub"),
     ({"grad_target": "sobel"}, "grad_target"),
     ({"model": "huge"}, "model"),
+    ({"norm": "group"}, "norm"),
 ])
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError, match=field):
@@ -65,3 +66,17 @@ def test_split_is_deterministic_and_disjoint():
     assert {r.key for r in va1} == {r.key for r in va2}
     assert not {r.key for r in tr1} & {r.key for r in va1}
     assert 8 <= len(va1) <= 35
+
+
+def test_norm_starts_a_batch_norm_student_from_a_layer_norm_checkpoint():
+    import torch
+
+    from fusion_ros.train.run import build_student
+
+    shipped = REPO / "models" / "fusion_lite.pt"
+    model = build_student(TrainConfig(init_checkpoint=str(shipped), norm="batch"))
+    assert model.cfg.norm == "batch" and model.training
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    same = build_student(TrainConfig(init_checkpoint=str(shipped)))
+    assert same.cfg.norm == "layer"
+    assert build_student(TrainConfig(norm="batch")).cfg.norm == "batch"
