@@ -463,21 +463,19 @@ def _affine_into_previous(conv: nn.Conv2d, scale: torch.Tensor, shift: torch.Ten
 
 def _fold_shift_into(grn: GRN, conv: nn.Conv2d) -> None:
     """Move GRN's beta into the bias of the 1x1 ``conv`` that reads it."""
-    conv.bias.add_((conv.weight * grn.beta.view(1, -1, 1, 1)).sum(dim=(1, 2, 3)))
+    beta = grn.beta.view(-1)
+    _affine_into_next(torch.ones_like(beta), beta, conv)
     grn.shift = False
 
 
 def _fold_norm(parent: nn.Module, name: str, before: nn.Conv2d | None, after: nn.Conv2d | None) -> None:
     """Fold norm ``parent.<name>``: a BatchNorm entirely into ``before`` (or ``after``), replaced by an identity; a
     LayerNorm's scale and shift into ``after`` (its normalisation stays)."""
-    norm = getattr(parent, name) if not isinstance(parent, nn.Sequential) else parent[int(name)]
+    norm = getattr(parent, name)          # a Sequential's children are attributes "0", "1", ... too
     scale, shift = _norm_as_affine(norm)
     if isinstance(norm, nn.BatchNorm2d):
         _affine_into_previous(before, scale, shift) if before is not None else _affine_into_next(scale, shift, after)
-        if isinstance(parent, nn.Sequential):
-            parent[int(name)] = nn.Identity()
-        else:
-            setattr(parent, name, nn.Identity())
+        setattr(parent, name, nn.Identity())
     elif after is not None:
         _affine_into_next(scale, shift, after)
         norm.affine = False

@@ -149,6 +149,19 @@ def test_backward_reaches_every_trainable_parameter() -> None:
     assert not missing, missing
 
 
+def _assert_same_frames(a: torch.nn.Module, b: torch.nn.Module, hw: tuple[int, int], seed: int) -> None:
+    """Three frames with the memory carried: fused images and memories agree to float rounding (the export parity
+    bound, << 1/255)."""
+    g = torch.Generator().manual_seed(seed)
+    mem_a, mem_b = a.zero_memory(*hw), b.zero_memory(*hw)
+    with torch.no_grad():
+        for _ in range(3):
+            t, v = torch.rand(1, 1, *hw, generator=g), torch.rand(1, 3, *hw, generator=g)
+            (fa, mem_a), (fb, mem_b) = a(t, v, mem_a), b(t, v, mem_b)
+            assert (fa - fb).abs().max() <= 1e-4
+            assert (mem_a - mem_b).abs().max() <= 1e-4
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_folded_model_computes_the_same_frames(name: str) -> None:
     """fold_for_inference (what export traces) gives the model's outputs over frames with memory; the model is untouched."""
@@ -159,15 +172,7 @@ def test_folded_model_computes_the_same_frames(name: str) -> None:
     assert sum(not m.affine for m in norms) >= len(norms) - 2, "every norm but the stems' is folded"
     assert all(not m.shift for m in folded.modules() if isinstance(m, GRN))
     assert folded.blend_offset == 0.0 and model.blend_offset == 0.5
-    g = torch.Generator().manual_seed(4)
-    h, w = 61, 83
-    mem_a, mem_b = model.zero_memory(h, w), folded.zero_memory(h, w)
-    with torch.no_grad():
-        for _ in range(3):
-            t, v = torch.rand(1, 1, h, w, generator=g), torch.rand(1, 3, h, w, generator=g)
-            (fa, mem_a), (fb, mem_b) = model(t, v, mem_a), folded(t, v, mem_b)
-            assert (fa - fb).abs().max() <= 1e-4      # float rounding (the export parity bound), << 1/255
-            assert (mem_a - mem_b).abs().max() <= 1e-4
+    _assert_same_frames(model, folded, (61, 83), seed=4)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not torch.equal(folded.coeff.bias, model.coeff.bias)
 
@@ -195,14 +200,7 @@ def test_batch_norm_folds_away_with_the_same_frames(name: str) -> None:
     model = _with_batch_statistics(_randomise(create_model(name, norm="batch"), seed=6))
     folded = fold_for_inference(model)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()), "every BatchNorm is folded away"
-    g = torch.Generator().manual_seed(7)
-    h, w = 45, 70
-    mem_a, mem_b = model.zero_memory(h, w), folded.zero_memory(h, w)
-    with torch.no_grad():
-        for _ in range(3):
-            t, v = torch.rand(1, 1, h, w, generator=g), torch.rand(1, 3, h, w, generator=g)
-            (fa, mem_a), (fb, mem_b) = model(t, v, mem_a), folded(t, v, mem_b)
-            assert (fa - fb).abs().max() <= 1e-4 and (mem_a - mem_b).abs().max() <= 1e-4
+    _assert_same_frames(model, folded, (45, 70), seed=7)
 
 
 def test_frozen_batch_norms_keep_their_statistics_in_training_mode() -> None:
