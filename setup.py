@@ -26,7 +26,7 @@ setup(
         (f"share/{PACKAGE}/config", files("config/*.yaml") + files("config/*.xml")),
         (f"share/{PACKAGE}/config/cameras", files("config/cameras/*.yaml")),
         (f"share/{PACKAGE}/config/train", files("config/train/*.yaml")),
-        # the shipped models only: models/stage1/ holds training intermediates that the node never loads
+        # the shipped models only: models/stage1/ (training intermediates) and models/candidates/ (not shipped) stay out
         (f"share/{PACKAGE}/models", files("models/*")),
     ],
     install_requires=["setuptools"],

@@ -253,6 +253,7 @@ def test_install_tree_has_the_ament_layout(colcon_workspace):
         assert path.is_file(), f"{path.relative_to(prefix)} missing from the install tree"
     assert sorted(p.name for p in (share / "config" / "cameras").glob("*.yaml")), "no camera params files installed"
     assert not (share / "models" / "stage1").exists(), "training intermediates (models/stage1) are not installed"
+    assert not (share / "models" / "candidates").exists(), "unshipped models (models/candidates) are not installed"
     node = prefix / "lib" / PACKAGE / "fusion_node"
     assert node.is_file() and os.access(node, os.X_OK), "lib/fusion_ros/fusion_node missing or not executable"
     out = run_checked([tool("ros2"), "pkg", "executables", PACKAGE], cwd=colcon_workspace.root,

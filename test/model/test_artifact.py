@@ -122,3 +122,20 @@ def test_opening_an_artifact_imports_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["81", "False"], out
 
+
+
+def test_batch_norm_candidate_opens_and_runs_no_normalisation(tmp_path) -> None:
+    """models/candidates/fusion_lite_bn: its sidecar and weights belong to its graph, and every norm folded away."""
+    import onnx
+
+    from fusion_ros.model.artifact import load_student, weights_path
+
+    onnx_path = MODELS / "candidates" / "fusion_lite_bn.onnx"
+    art = open_artifact(onnx_path)
+    assert (art.model_name, art.sidecar["config"]["norm"]) == ("lite", "batch")
+    art.check_weights(load_student(weights_path(onnx_path)).cfg)
+    ops = [n.op_type for n in onnx.load(str(onnx_path)).graph.node]
+    shipped = [n.op_type for n in onnx.load(str(MODELS / "fusion_lite.onnx")).graph.node]
+    assert not {"BatchNormalization", "LayerNormalization"} & set(ops), "a BatchNorm was left unfolded"
+    # Each LayerNorm of the shipped graph is two channel means; the candidate keeps only the other reductions.
+    assert ops.count("ReduceMean") < shipped.count("ReduceMean") and len(ops) < len(shipped)
