@@ -123,9 +123,8 @@ def test_opening_an_artifact_imports_no_torch() -> None:
     assert out == ["81", "False"], out
 
 
-
-def test_batch_norm_candidate_opens_and_runs_no_normalisation(tmp_path) -> None:
-    """models/candidates/fusion_lite_bn: its sidecar and weights belong to its graph, and every norm folded away."""
+def test_batch_norm_candidate_opens_and_folds_every_batch_norm() -> None:
+    """models/candidates/fusion_lite_bn: its sidecar and weights belong to its graph, and every BatchNorm folded away."""
     import onnx
 
     from fusion_ros.model.artifact import load_student, weights_path
