@@ -330,6 +330,7 @@ class LatestFrameWorker:
     # The next frame's preparation starts this much (plus twice its running time) before the network is expected
     # to be free: a network that finishes early, or a thread that wakes late, must not leave the network idle.
     PREPARE_LEAD_S = 0.005
+    STOP_CHECK_S = 0.5      # how often an idle publishing thread checks for a stop it was not told of
 
     def __init__(self, stream: FusionStream, publish: Callable[[Output], None],
                  on_failure: Callable[[str, Exception, Job], None] | None = None,
@@ -375,17 +376,27 @@ class LatestFrameWorker:
         with self._cv:
             return not self._waiting and not self._in_flight
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Finish the job in the network and publish it (waiting ones are dropped) and end the threads."""
+    def stop(self, timeout: float = 2.0) -> bool:
+        """Finish the job in the network and publish it (waiting ones are dropped) and end the threads.
+
+        Returns within about ``timeout`` seconds in all: False when a stage was still busy then (its daemon thread
+        is left to end with the process; a stop must never hang on one frame).
+        """
+        deadline = time.monotonic() + timeout
         with self._cv:
             self._stop = True
             self._waiting.clear()
             self._cv.notify_all()
         prepare, infer, publish = self._threads
-        prepare.join(timeout)
-        infer.join(timeout)
-        self._outbox.put(None)
-        publish.join(timeout)
+        prepare.join(max(deadline - time.monotonic(), 0.0))
+        infer.join(max(deadline - time.monotonic(), 0.0))
+        try:
+            # The publishing thread may still be on the previous frame, with the last one waiting in the outbox.
+            self._outbox.put(None, timeout=max(deadline - time.monotonic(), 0.0))
+        except queue.Full:
+            pass
+        publish.join(max(deadline - time.monotonic(), 0.0))
+        return not any(t.is_alive() for t in self._threads)
 
     # -- stages ----------------------------------------------------------------------------------------------
     def _drop_oldest(self) -> None:
@@ -446,8 +457,15 @@ class LatestFrameWorker:
                     self._in_flight -= 1
 
     def _publish_loop(self) -> None:
+        infer = self._threads[1]
         while True:
-            staged = self._outbox.get()
+            try:
+                staged = self._outbox.get(timeout=self.STOP_CHECK_S)
+            except queue.Empty:
+                # A stop that could not hand over its end mark (this thread was stuck in publish) ends it here.
+                if self._stop and not infer.is_alive():
+                    return
+                continue
             if staged is None:
                 return
             ok, out = self._attempt("fuse", self.stream.finish, staged, staged.job)

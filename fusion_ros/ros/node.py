@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import faulthandler
 import math
 import signal
 import sys
@@ -61,6 +62,12 @@ WARN_PERIOD_S = 10.0
 SYNC_POLL_PERIOD_S = 0.02
 # How long a stop request may wait for the executor to return (it cannot wake rcl_wait from a signal handler).
 STOP_POLL_PERIOD_S = 0.1
+# A stop waits this long for the frame in the network and its publication.
+WORKER_STOP_TIMEOUT_S = 2.0
+# The whole cleanup after a stop request (worker, node, DDS participant) must end within this, under the 5 s that
+# ros2 launch allows after SIGINT; past it the node prints every thread's stack and exits with status 1, since a
+# hung cleanup cannot be interrupted by a signal handler that only records the request.
+CLEANUP_LIMIT_S = 4.0
 
 
 class _Rate:
@@ -245,7 +252,9 @@ class FusionNode(LifecycleNode):
     def _stop_threads(self) -> None:
         """The worker (and its publisher) and the registration check; nothing publishes after this."""
         if self.worker is not None:
-            self.worker.stop()
+            if not self.worker.stop(WORKER_STOP_TIMEOUT_S):
+                self.get_logger().warn(f"the frame in flight was still being processed after "
+                                       f"{WORKER_STOP_TIMEOUT_S:.0f} s; stopping without it")
             self.worker = None
         if self.registration is not None:
             self.registration.stop()
@@ -515,6 +524,13 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._handle)
             signal.signal(signal.SIGTERM, self._handle)
 
+    def ignore_further_requests(self) -> None:
+        """After cleanup: Python restores the default handlers while it exits, and a second Ctrl-C arriving then
+        would kill the process with SIGINT instead of letting it exit 0 (ignored handlers are left as they are)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
     def _handle(self, signum: int, frame: Any) -> None:
         self.event.set()
         if not self.spinning:
@@ -561,9 +577,12 @@ def main(args: list[str] | None = None) -> int:
         print(f"fusion_node: error: {exc}", file=sys.stderr)
         rc = 1
     finally:
+        faulthandler.dump_traceback_later(CLEANUP_LIMIT_S, exit=True)
         if node is not None:
             _destroy_quietly(node)
         rclpy.try_shutdown()
+        faulthandler.cancel_dump_traceback_later()
+        stop.ignore_further_requests()
     return rc
 
 

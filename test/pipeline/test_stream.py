@@ -205,3 +205,36 @@ def test_worker_survives_failing_frames_and_counts_them_by_kind():
     assert seen == [0, 2] and failures == ["publish_ValueError"]
     assert stream.stats.failures["publish_ValueError"] == 1
     assert not [t for t in threading.enumerate() if t.name.startswith("fusion-") and t.is_alive()]
+
+
+def test_worker_stop_is_bounded_when_publishing_hangs():
+    """A publisher stuck in a write (a DDS peer gone mid-shutdown, say) must not hang the stop: it returns False
+    within its timeout, with the next frame still waiting in the outbox."""
+    stream = FusionStream(Fuser(Blend()), StreamConfig(thermal_timeout_s=5.0),
+                          SyncConfig(approximate_sync_slop_s=1.0, sync_max_wait_s=0.0))
+    release, published = threading.Event(), []
+
+    def stuck_publish(out):
+        release.wait()
+        published.append(out.job.item)
+
+    worker = LatestFrameWorker(stream, stuck_publish)
+    stream.add_thermal(0.0, TH)
+    for i in range(2):                  # frame 0 blocks the publisher, frame 1 fills the outbox
+        worker.submit(stream.add_rgb(i * 0.01, RGB, item=i))
+        time.sleep(0.1)
+    t0 = time.monotonic()
+    assert worker.stop(timeout=0.3) is False
+    assert time.monotonic() - t0 < 1.0
+    release.set()                       # the publisher comes back: the threads still end on their own
+    end = time.monotonic() + 5.0
+    while any(t.is_alive() for t in worker._threads) and time.monotonic() < end:
+        time.sleep(0.01)
+    assert not any(t.is_alive() for t in worker._threads) and published[:1] == [0]
+
+
+def test_worker_stop_returns_true_when_every_stage_ended():
+    stream = _stream(thermal_timeout_s=5.0)
+    worker = LatestFrameWorker(stream, lambda out: None)
+    _submit_one_by_one(worker, stream, 2)
+    assert worker.stop() is True

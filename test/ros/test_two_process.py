@@ -61,3 +61,27 @@ def test_bad_parameter_exits_naming_it(domain_id):
                          timeout=60)
     assert out.returncode == 1
     assert "thermal_range" in out.stdout + out.stderr
+
+
+def test_ctrl_c_pressed_again_and_again_still_exits_0(ros_context, spin, start_node, graph_up):
+    """SIGINT every 20 ms until the node is gone: the ones during cleanup, and the ones while Python exits (when it
+    has put the default handlers back), must not turn a clean stop into a death by signal."""
+    import signal
+
+    proc, log = start_node(NODE_ARGS)
+    frames = load_frames(frames=10, rgb_size=(320, 240), thermal_size=(160, 128))
+    player = PlayerNode(frames, rgb_encoding="bgr8", context=ros_context)
+    rec = RecorderNode(context=ros_context)
+    spin(rec)
+    ready = graph_up(rec, player, 25.0)
+    log.seek(0)
+    assert ready, f"node not up: rc={proc.poll()} log:\n{log.read()[-3000:]}"
+    player.play(rgb_hz=30.0, thermal_hz=30.0, n_rgb=10)
+    t0 = time.monotonic()
+    while proc.poll() is None and time.monotonic() - t0 < 10.0:
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    rc = proc.wait(5.0)
+    log.seek(0)
+    text = log.read()
+    assert rc == 0 and "Traceback" not in text, f"rc={rc} after {time.monotonic() - t0:.2f} s:\n{text[-3000:]}"
