@@ -47,6 +47,8 @@ class TrainConfig:
 
     # ---- stage I data: pair folders and cached teachers
     pairs: tuple[str, ...] = ("shared:data/pairs/train",)  # pair roots: <root>/<dataset>/{ir,vi} or <root>/{ir,vi}
+    dataset_repeats: tuple[str, ...] = ()                 # "<dataset>:<n>": its training pairs are drawn n times as
+                                                          # often (n >= 1; validation pairs are not repeated)
     teachers_root: str = "shared:data/teachers"           # teachers/<method>/<split>/<dataset>/<name>.png
     teacher_split: str = "train"                          # <split> in the teacher layout
     teachers: tuple[str, ...] = ("SeAFusion", "IFCNN")    # teacher methods in the ensemble (>= 1)
@@ -174,6 +176,7 @@ class TrainConfig:
         need(0.05 <= self.video_scale <= 1.0, f"video_scale={self.video_scale} must be in [0.05, 1]")
         need(self.target in ("mean", "select"), f"target='{self.target}'; expected mean or select")
         self.select_params()                              # raises ConfigError naming the bad select_* value
+        self.repeat_map()                                 # raises ConfigError naming the bad dataset_repeats entry
         need(self.grad_target in ("sources_max", "target", "max"),
              f"grad_target='{self.grad_target}'; expected sources_max, target or max")
         from fusion_ros.train.backbones import BACKBONES
@@ -188,6 +191,17 @@ class TrainConfig:
 
         return SelectParams(measure=self.select_measure, window=self.select_window, tau=self.select_tau,
                             blend=self.select_blend, levels=self.select_levels)
+
+    def repeat_map(self) -> dict[str, int]:
+        """dataset -> how many times its training pairs are listed (``dataset_repeats``)."""
+        out = {}
+        for entry in self.dataset_repeats:
+            name, _, count = str(entry).rpartition(":")
+            if not name or not count.isdigit() or int(count) < 1:
+                raise ConfigError(f"dataset_repeats entry '{entry}' must be '<dataset>:<n>' with n >= 1, "
+                                  "e.g. dataset_repeats=[llvip:3]")
+            out[name] = int(count)
+        return out
 
     def teacher_weight_map(self) -> dict[str, float]:
         """Normalised weights of the teachers that count (weight > 0)."""

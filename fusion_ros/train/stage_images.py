@@ -80,6 +80,16 @@ class ImageData:
     stats: dict
 
 
+def repeat_datasets(items: list[PairTargets], repeats: dict[str, int]) -> list[PairTargets]:
+    """Each pair listed as often as its dataset's repeat count (the same objects: no extra memory)."""
+    if not repeats:
+        return items
+    unknown = set(repeats) - {it.key.rpartition("/")[0] for it in items}
+    if unknown:
+        log.warning("dataset_repeats names datasets with no training pair: %s", ", ".join(sorted(unknown)))
+    return [it for it in items for _ in range(repeats.get(it.key.rpartition("/")[0], 1))]
+
+
 def load_image_data(run: Run) -> ImageData:
     """Build (or complete) the teacher cache on the main process, then load every pair with its targets."""
     cfg = run.cfg
@@ -91,7 +101,7 @@ def load_image_data(run: Run) -> ImageData:
     folder = cache_folder(cfg)
     stats = load_stats(folder)
     load = lambda recs: [t for t in (load_targets(cfg, folder, r, stats) for r in recs) if t is not None]  # noqa: E731
-    train_items, val_items = load(train_pairs), load(val_pairs)
+    train_items, val_items = repeat_datasets(load(train_pairs), cfg.repeat_map()), load(val_pairs)
     if cfg.val_max_pairs:
         val_items = val_items[: cfg.val_max_pairs]
     log.info("stage I data: %d train pairs, %d validation pairs (cache %s)", len(train_items), len(val_items), folder)

@@ -43,6 +43,8 @@ def test_follow_up_recipes_load_and_chain(path):
     ({"grad_target": "sobel"}, "grad_target"),
     ({"model": "huge"}, "model"),
     ({"norm": "group"}, "norm"),
+    ({"dataset_repeats": ["llvip"]}, "dataset_repeats"),
+    ({"dataset_repeats": ["llvip:0"]}, "dataset_repeats"),
 ])
 def test_bad_values_name_the_field(override, field):
     with pytest.raises(ConfigError, match=field):
@@ -80,3 +82,16 @@ def test_norm_starts_a_batch_norm_student_from_a_layer_norm_checkpoint():
     same = build_student(TrainConfig(init_checkpoint=str(shipped)))
     assert same.cfg.norm == "layer"
     assert build_student(TrainConfig(norm="batch")).cfg.norm == "batch"
+
+
+def test_dataset_repeats_list_training_pairs_of_a_dataset_more_often():
+    from types import SimpleNamespace
+
+    from fusion_ros.train.stage_images import repeat_datasets
+
+    cfg = load_train_config(None, {"dataset_repeats": ["llvip:3"]})
+    items = [SimpleNamespace(key=k) for k in ("roadscene/a", "llvip/b", "roadscene/c")]
+    repeated = repeat_datasets(items, cfg.repeat_map())
+    assert [it.key for it in repeated] == ["roadscene/a", "llvip/b", "llvip/b", "llvip/b", "roadscene/c"]
+    assert repeated[1] is repeated[2]                          # the same pair, not a copy
+    assert repeat_datasets(items, TrainConfig().repeat_map()) == items
