@@ -123,18 +123,20 @@ def test_opening_an_artifact_imports_no_torch() -> None:
     assert out == ["81", "False"], out
 
 
-def test_batch_norm_candidate_opens_and_folds_every_batch_norm() -> None:
-    """models/candidates/fusion_lite_bn: its sidecar and weights belong to its graph, and every BatchNorm folded away."""
+def test_shipped_lite_is_batch_norm_with_every_norm_folded_away() -> None:
+    """models/fusion_lite: a BatchNorm student whose sidecar and weights belong to its graph, no norm left to run;
+    models/candidates/fusion_lite_ln, the LayerNorm lite shipped before it, opens the same way."""
     import onnx
 
     from fusion_ros.model.artifact import load_student, weights_path
 
-    onnx_path = MODELS / "candidates" / "fusion_lite_bn.onnx"
-    art = open_artifact(onnx_path)
-    assert (art.model_name, art.sidecar["config"]["norm"]) == ("lite", "batch")
-    art.check_weights(load_student(weights_path(onnx_path)).cfg)
-    ops = [n.op_type for n in onnx.load(str(onnx_path)).graph.node]
-    shipped = [n.op_type for n in onnx.load(str(MODELS / "fusion_lite.onnx")).graph.node]
-    assert not {"BatchNormalization", "LayerNormalization"} & set(ops), "a BatchNorm was left unfolded"
-    # Each LayerNorm of the shipped graph is two channel means; the candidate keeps only the other reductions.
-    assert ops.count("ReduceMean") < shipped.count("ReduceMean") and len(ops) < len(shipped)
+    ops = {}
+    for name, path, norm in (("shipped", MODELS / "fusion_lite.onnx", "batch"),
+                             ("layer", MODELS / "candidates" / "fusion_lite_ln.onnx", "layer")):
+        art = open_artifact(path)
+        assert (art.model_name, art.sidecar["config"].get("norm", "layer")) == ("lite", norm), name
+        art.check_weights(load_student(weights_path(path)).cfg)
+        ops[name] = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert not {"BatchNormalization", "LayerNormalization"} & set(ops["shipped"]), "a BatchNorm was left unfolded"
+    # Each LayerNorm of the LayerNorm graph is two channel means; the BatchNorm graph keeps only the other reductions.
+    assert ops["shipped"].count("ReduceMean") < ops["layer"].count("ReduceMean") and len(ops["shipped"]) < len(ops["layer"])

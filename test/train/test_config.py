@@ -75,12 +75,13 @@ def test_norm_starts_a_batch_norm_student_from_a_layer_norm_checkpoint():
 
     from fusion_ros.train.run import build_student
 
-    shipped = REPO / "models" / "fusion_lite.pt"
-    model = build_student(TrainConfig(init_checkpoint=str(shipped), norm="batch"))
+    layer_norm_lite = REPO / "models" / "candidates" / "fusion_lite_ln.pt"
+    model = build_student(TrainConfig(init_checkpoint=str(layer_norm_lite), norm="batch"))
     assert model.cfg.norm == "batch" and model.training
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
-    same = build_student(TrainConfig(init_checkpoint=str(shipped)))
+    same = build_student(TrainConfig(init_checkpoint=str(layer_norm_lite)))
     assert same.cfg.norm == "layer"
+    assert build_student(TrainConfig(init_checkpoint=str(REPO / "models" / "fusion_lite.pt"))).cfg.norm == "batch"
     assert build_student(TrainConfig(norm="batch")).cfg.norm == "batch"
 
 
