@@ -383,19 +383,23 @@ class LatestFrameWorker:
         is left to end with the process; a stop must never hang on one frame).
         """
         deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.0)
+
         with self._cv:
             self._stop = True
             self._waiting.clear()
             self._cv.notify_all()
         prepare, infer, publish = self._threads
-        prepare.join(max(deadline - time.monotonic(), 0.0))
-        infer.join(max(deadline - time.monotonic(), 0.0))
+        prepare.join(left())
+        infer.join(left())
         try:
             # The publishing thread may still be on the previous frame, with the last one waiting in the outbox.
-            self._outbox.put(None, timeout=max(deadline - time.monotonic(), 0.0))
+            self._outbox.put(None, timeout=left())
         except queue.Full:
             pass
-        publish.join(max(deadline - time.monotonic(), 0.0))
+        publish.join(left())
         return not any(t.is_alive() for t in self._threads)
 
     # -- stages ----------------------------------------------------------------------------------------------

@@ -84,10 +84,11 @@ def repeat_datasets(items: list[PairTargets], repeats: dict[str, int]) -> list[P
     """Each pair listed as often as its dataset's repeat count (the same objects: no extra memory)."""
     if not repeats:
         return items
-    unknown = set(repeats) - {it.key.rpartition("/")[0] for it in items}
+    datasets = [it.key.rpartition("/")[0] for it in items]      # key = "<dataset>/<stem>"
+    unknown = set(repeats) - set(datasets)
     if unknown:
         log.warning("dataset_repeats names datasets with no training pair: %s", ", ".join(sorted(unknown)))
-    return [it for it in items for _ in range(repeats.get(it.key.rpartition("/")[0], 1))]
+    return [it for it, ds in zip(items, datasets) for _ in range(repeats.get(ds, 1))]
 
 
 def load_image_data(run: Run) -> ImageData:

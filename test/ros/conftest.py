@@ -108,3 +108,22 @@ def graph_up():
                         and player.pub_thermal.get_subscription_count() >= 1
                         and rec.count_publishers("fused/image_raw") >= 1, timeout)
     return up
+
+
+@pytest.fixture
+def node_up(ros_context, spin, start_node, graph_up):
+    """``node_up(node_args, frames, timeout) -> (process, log, player, recorder)``: the node in a process of its own,
+    a bgr8 player of ``frames`` and a spinning recorder in this one, once the graph is up (the test fails with the
+    node's log if it does not come up)."""
+    from fusion_ros.tools.player import PlayerNode, RecorderNode
+
+    def up(node_args: list[str], frames, timeout: float = 25.0):
+        proc, log = start_node(node_args)
+        player = PlayerNode(frames, rgb_encoding="bgr8", context=ros_context)
+        rec = RecorderNode(context=ros_context)
+        spin(rec)
+        ready = graph_up(rec, player, timeout)
+        log.seek(0)
+        assert ready, f"node not up: rc={proc.poll()} log:\n{log.read()[-3000:]}"
+        return proc, log, player, rec
+    return up

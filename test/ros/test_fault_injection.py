@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fusion_ros.pipeline import image_codec as ic
-from fusion_ros.tools.player import PlayerNode, RecorderNode, image_msg, load_frames
+from fusion_ros.tools.player import PlayerNode, image_msg, load_frames
 
 pytestmark = pytest.mark.ros
 
@@ -78,15 +78,9 @@ def _bad_messages(good_rgb, good_th):
     }
 
 
-def test_node_survives_every_malformed_kind_and_fuses_after_jumps(ros_context, spin, start_node, graph_up):
-    proc, log = start_node(NODE_ARGS)
+def test_node_survives_every_malformed_kind_and_fuses_after_jumps(node_up):
     frames = load_frames(frames=8, rgb_size=(320, 240), thermal_size=(160, 128))
-    player = PlayerNode(frames, rgb_encoding="bgr8", context=ros_context)
-    rec = RecorderNode(context=ros_context)
-    spin(rec)
-    up = graph_up(rec, player, 40.0)
-    log.seek(0)
-    assert up, f"node not up: rc={proc.poll()} log:\n{log.read()[-3000:]}"
+    proc, log, player, rec = node_up(NODE_ARGS, frames, timeout=40.0)
     time.sleep(0.3)
     cam = Camera(player)
     bad = _bad_messages(player.rgb_msgs[0], player.thermal_msgs[0])

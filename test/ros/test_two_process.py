@@ -10,7 +10,7 @@ import time
 import pytest
 from node_processes import node_env, wait_for
 
-from fusion_ros.tools.player import PlayerNode, RecorderNode, load_frames
+from fusion_ros.tools.player import load_frames
 
 pytestmark = pytest.mark.ros
 
@@ -20,15 +20,9 @@ NODE_ARGS = ["-p", "inference_size:=[160,120]", "-p", "threads:=1", "-p", "backe
              "-p", "qos_overrides./rgb/image_raw.subscription.depth:=10"]
 
 
-def test_two_process_fused_stream(ros_context, spin, start_node, graph_up):
-    proc, log = start_node(NODE_ARGS)
+def test_two_process_fused_stream(node_up):
     frames = load_frames(frames=30, rgb_size=(640, 480), thermal_size=(320, 256))
-    player = PlayerNode(frames, rgb_encoding="bgr8", context=ros_context)
-    rec = RecorderNode(context=ros_context)
-    spin(rec)
-    ready = graph_up(rec, player, 25.0)
-    log.seek(0)
-    assert ready, f"node not up: rc={proc.poll()} log:\n{log.read()[-3000:]}"
+    proc, _, player, rec = node_up(NODE_ARGS, frames)
     time.sleep(0.3)
     player.play(rgb_hz=30.0, thermal_hz=9.0, n_rgb=30)     # RGB bgr8 640x480 @30 Hz, thermal mono16 320x256 @9 Hz
     wait_for(lambda: len(rec.images) >= 30 and len(rec.infos) >= 30, 3.0)
@@ -63,19 +57,13 @@ def test_bad_parameter_exits_naming_it(domain_id):
     assert "thermal_range" in out.stdout + out.stderr
 
 
-def test_ctrl_c_pressed_again_and_again_still_exits_0(ros_context, spin, start_node, graph_up):
+def test_ctrl_c_pressed_again_and_again_still_exits_0(node_up):
     """SIGINT every 20 ms until the node is gone: the ones during cleanup, and the ones while Python exits (when it
     has put the default handlers back), must not turn a clean stop into a death by signal."""
     import signal
 
-    proc, log = start_node(NODE_ARGS)
     frames = load_frames(frames=10, rgb_size=(320, 240), thermal_size=(160, 128))
-    player = PlayerNode(frames, rgb_encoding="bgr8", context=ros_context)
-    rec = RecorderNode(context=ros_context)
-    spin(rec)
-    ready = graph_up(rec, player, 25.0)
-    log.seek(0)
-    assert ready, f"node not up: rc={proc.poll()} log:\n{log.read()[-3000:]}"
+    proc, log, player, _ = node_up(NODE_ARGS, frames)
     player.play(rgb_hz=30.0, thermal_hz=30.0, n_rgb=10)
     t0 = time.monotonic()
     while proc.poll() is None and time.monotonic() - t0 < 10.0:
