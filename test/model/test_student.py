@@ -9,7 +9,8 @@ import torch
 
 from fusion_ros.errors import ConfigError, ShapeError
 from fusion_ros.model import MODELS, ModelConfig, create_model
-from fusion_ros.model.student import GRN, ConvNeXtV2Block, LayerNorm2d, backward_warp, fold_for_inference, window_kernel, window_stack
+from fusion_ros.model.student import (GRN, ConvNeXtV2Block, LayerNorm2d, backward_warp, fold_for_inference, upsample_bilinear,
+                                      window_kernel, window_stack)
 
 
 def _randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -175,6 +176,22 @@ def test_folded_model_computes_the_same_frames(name: str) -> None:
     _assert_same_frames(model, folded, (61, 83), seed=4)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not torch.equal(folded.coeff.bias, model.coeff.bias)
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_phase_upsampling_is_bilinear_upsampling(scale: int) -> None:
+    x = torch.randn(2, 3, 7, 11)
+    expect = torch.nn.functional.interpolate(x, scale_factor=float(scale), mode="bilinear", align_corners=False)
+    got = upsample_bilinear(x, scale, by_phase=True)
+    assert got.shape == expect.shape and (got - expect).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_folded_model_with_phase_upsampling_computes_the_same_frames(name: str) -> None:
+    model = _randomise(create_model(name), seed=8)
+    folded = fold_for_inference(model, phase_upsampling=True)
+    assert folded.phase_upsampling and not model.phase_upsampling
+    _assert_same_frames(model, folded, (45, 70), seed=9)
 
 
 @pytest.mark.parametrize("window", [3, 5])
