@@ -57,7 +57,7 @@ def export_onnx(model: FusionStudent, onnx_path: str | Path, meta: dict[str, Any
             # The TorchScript-based exporter handles the data-dependent padding with dynamic H/W
             # exactly (parity 0 in tests); the dynamo exporter specialises it to the sample size.
             warnings.simplefilter("ignore")
-            torch.onnx.export(fold_for_inference(m, phase_upsampling=True), args, str(path), dynamo=False, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+            torch.onnx.export(fold_for_inference(m, packed=True), args, str(path), dynamo=False, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
                               dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=True)
         onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 

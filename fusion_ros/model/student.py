@@ -235,19 +235,22 @@ def bilinear_phase_kernel(scale: int, channels: int = 1) -> torch.Tensor:
     return torch.tensor(kernel * channels)
 
 
-def upsample_bilinear(x: torch.Tensor, scale: int, by_phase: bool = False) -> torch.Tensor:
-    """``F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)``.
-
-    ``by_phase`` computes the same values as an edge pad, a grouped 3x3 convolution (:func:`bilinear_phase_kernel`)
-    and a pixel shuffle (ONNX DepthToSpace). Why: ONNX Runtime's CPU provider runs a Resize that follows a blocked
-    (NCHWc) convolution in blocks of 8 channels, so a 2- or 3-channel map is upsampled as 8 full-resolution channels
-    and then reordered; the phase form does its arithmetic at the low resolution and writes the full one once.
+def bilinear_phases(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bilinear upsampling of ``x`` (B, C, h, w) by ``scale``, still packed: (B, C * scale^2, h, w), phase
+    ``c * scale^2 + i * scale + j`` holding output pixels ``(scale * y + i, scale * x + j)`` of channel ``c`` (the
+    layout ``F.pixel_unshuffle`` gives). An edge pad and a grouped 3x3 convolution (:func:`bilinear_phase_kernel`).
     """
-    if not by_phase:
-        return F.interpolate(x, scale_factor=float(scale), mode="bilinear", align_corners=False)
     channels = int(x.shape[1])       # fixed by the architecture, so the kernel is a constant of the graph
     kernel = bilinear_phase_kernel(scale, channels).to(dtype=x.dtype, device=x.device)
-    return F.pixel_shuffle(F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=channels), scale)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=channels)
+
+
+def upsample_bilinear(x: torch.Tensor, scale: int, by_phase: bool = False) -> torch.Tensor:
+    """``F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)``; ``by_phase``: the same values as
+    :func:`bilinear_phases` and a pixel shuffle (ONNX DepthToSpace)."""
+    if not by_phase:
+        return F.interpolate(x, scale_factor=float(scale), mode="bilinear", align_corners=False)
+    return F.pixel_shuffle(bilinear_phases(x, scale), scale)
 
 
 def window_kernel(channels: int, window: int) -> torch.Tensor:
@@ -350,13 +353,20 @@ class OutputHistory(nn.Module):
         self.stride = stride
         self.warp = warp
         self.max_blend = max_blend
-        self.phase_upsampling = False      # set by fold_for_inference for export (see upsample_bilinear)
+        self.packed = False      # set by fold_for_inference for export (see FusionStudent.packed)
         self.params = nn.Conv2d(channels, 2, 1)      # -> blend strength logit, tolerance pre-softplus
         nn.init.zeros_(self.params.weight)
         with torch.no_grad():
             self.params.bias.copy_(torch.tensor([0.0, math.log(math.expm1(0.03))]))   # g_max ~0.43, w ~8 grey levels
 
+    def _strength_and_tolerance(self, feat: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(B, 2, h, w): the blend strength ``g_max`` (0 on a zero state) and ``1 / w``, at 1/stride."""
+        p = self.params(feat)
+        return torch.cat([self.max_blend * torch.sigmoid(p[:, 0:1]) * valid, 1.0 / (F.softplus(p[:, 1:2]) + 1e-3)], 1)
+
     def forward(self, y_cur: torch.Tensor, feat: torch.Tensor, flow: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.packed and not self.warp:
+            return self._forward_packed(y_cur, feat, state)
         s = self.stride
         up = dict(scale_factor=float(s), mode="bilinear", align_corners=False)
         valid = state[:, 0:1]
@@ -364,13 +374,24 @@ class OutputHistory(nn.Module):
         if self.warp:
             y_prev = backward_warp(y_prev, F.interpolate(flow, **up) * float(s))
         diff = y_prev - y_cur
-        p = self.params(feat)
         # Both maps upsampled in one resize: full-resolution ops are what costs on a CPU.
-        low = torch.cat([self.max_blend * torch.sigmoid(p[:, 0:1]) * valid, 1.0 / (F.softplus(p[:, 1:2]) + 1e-3)], 1)
-        full = upsample_bilinear(low, s, self.phase_upsampling)
+        full = F.interpolate(self._strength_and_tolerance(feat, valid), **up)
         g = full[:, 0:1] * torch.exp(-(diff * full[:, 1:2]) ** 2)
         y = y_cur + g * diff
         return y, torch.cat([torch.ones_like(valid), _PackLuma.apply(y.clamp(0.0, 1.0), s)], 1)
+
+    def _forward_packed(self, y_cur: torch.Tensor, feat: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` without the warp, on the packed luminance: the state holds the previous frame packed
+        already, and the strength and tolerance stay as bilinear phases, so only the current luminance is packed and
+        the result unpacked."""
+        s = self.stride
+        n = s * s
+        valid = state[:, 0:1]
+        y = _PackLuma.apply(y_cur, s)
+        diff = state[:, 1:] - y
+        full = bilinear_phases(self._strength_and_tolerance(feat, valid), s)
+        y = y + full[:, :n] * torch.exp(-(diff * full[:, n:]) ** 2) * diff
+        return F.pixel_shuffle(y, s), torch.cat([torch.ones_like(valid), y.clamp(0.0, 1.0)], 1)
 
 
 class FusionStudent(nn.Module):
@@ -404,7 +425,11 @@ class FusionStudent(nn.Module):
         for conv in (self.coeff, self.detail[0]):
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
-        self.phase_upsampling = False      # set by fold_for_inference for export (see upsample_bilinear)
+        # The export's form of the same function (fold_for_inference sets it): each decoder level's 1x1 projection
+        # before its upsampling (they commute; half the channels are upsampled), and the blend and the history on
+        # pixel-unshuffled maps at low resolution with the coefficients as bilinear phases. ONNX Runtime's CPU
+        # provider ran those upsamplings as Resizes over blocks of 8 channels, for 2- and 3-channel maps.
+        self.packed = False
         self.blend_offset = 0.5   # the 50/50 start of a_t and a_v; 0 once it lives in coeff's bias (fold_for_inference)
 
     @property
@@ -436,6 +461,35 @@ class FusionStudent(nn.Module):
         if tuple(memory.shape) != expect:
             raise ShapeError(f"memory must be {expect} for a {thermal.shape[-2]}x{thermal.shape[-1]} input, got {tuple(memory.shape)}")
 
+    def _up_and_project(self, level: int, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """``up_proj[level]`` of ``[upsampled x, skip]``."""
+        conv = self.up_proj[level]
+        if not self.packed:
+            return conv(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), skip], 1))
+        cx = x.shape[1]
+        return (upsample_bilinear(F.conv2d(x, conv.weight[:, :cx], conv.bias), 2)
+                + F.conv2d(skip, conv.weight[:, cx:]))
+
+    def _blend(self, x: torch.Tensor, t: torch.Tensor, y_vis: torch.Tensor) -> torch.Tensor:
+        """The fused luminance ``a_t * T + a_v * Y_vis + b + detail`` at full resolution."""
+        coeff = self.coeff(x)
+        if self.blend_offset:   # at 1/stem, before the upsampling, which keeps constants
+            coeff = coeff + coeff.new_tensor([self.blend_offset, self.blend_offset, 0.0]).view(1, 3, 1, 1)
+        coeff = upsample_bilinear(coeff, self.cfg.stem)
+        return coeff[:, 0:1] * t + coeff[:, 1:2] * y_vis + coeff[:, 2:3] + self.detail(x)
+
+    def _blend_packed(self, x: torch.Tensor, t: torch.Tensor, y_vis: torch.Tensor) -> torch.Tensor:
+        """:meth:`_blend` on maps packed by ``stem``: the thermal image and the visible luma pixel-unshuffled, the
+        coefficients as bilinear phases, the detail before its pixel shuffle; one shuffle at the end."""
+        k = self.cfg.stem
+        n = k * k
+        coeff = self.coeff(x)
+        if self.blend_offset:
+            coeff = coeff + coeff.new_tensor([self.blend_offset, self.blend_offset, 0.0]).view(1, 3, 1, 1)
+        coeff = bilinear_phases(coeff, k)
+        y = coeff[:, :n] * _PackLuma.apply(t, k) + coeff[:, n:2 * n] * _PackLuma.apply(y_vis, k) + coeff[:, 2 * n:]
+        return F.pixel_shuffle(y + self.detail[0](x), k)
+
     def forward(self, thermal: torch.Tensor, visible: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
             self._check(thermal, visible, memory)
@@ -458,15 +512,9 @@ class FusionStudent(nn.Module):
         else:
             new_memory = memory
         for i in range(len(fused) - 2, -1, -1):
-            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-            x = self.dec[i](self.up_proj[i](torch.cat([x, fused[i]], 1)))
-
-        coeff = self.coeff(x)
-        if self.blend_offset:   # at 1/stem, before the upsampling, which keeps constants
-            coeff = coeff + coeff.new_tensor([self.blend_offset, self.blend_offset, 0.0]).view(1, 3, 1, 1)
-        coeff = upsample_bilinear(coeff, self.cfg.stem, self.phase_upsampling)
+            x = self.dec[i](self._up_and_project(i, x, fused[i]))
         y_vis = rgb_to_luma(v)
-        y = coeff[:, 0:1] * t + coeff[:, 1:2] * y_vis + coeff[:, 2:3] + self.detail(x)
+        y = self._blend_packed(x, t, y_vis) if self.packed else self._blend(x, t, y_vis)
         if self.history is not None:
             y, packed = self.history(y, low, flow, memory[:, cm:])
             new_memory = torch.cat([new_memory, packed], 1)
@@ -515,7 +563,7 @@ def _fold_norm(parent: nn.Module, name: str, before: nn.Conv2d | None, after: nn
 
 
 @torch.no_grad()
-def fold_for_inference(model: FusionStudent, phase_upsampling: bool = False) -> FusionStudent:
+def fold_for_inference(model: FusionStudent, packed: bool = False) -> FusionStudent:
     """A copy of ``model`` with the same function and fewer full-size operations, for export.
 
     Each per-channel scale or shift that a padding-free convolution reads next is moved into that convolution
@@ -524,13 +572,13 @@ def fold_for_inference(model: FusionStudent, phase_upsampling: bool = False) -> 
     batch``) goes entirely, into the convolution before it (or, before a downsampling, after it). Element-wise work
     on feature maps is most of this graph's CPU time. A LayerNorm after the stem keeps its scale and shift: its output
     also feeds a residual and a zero-padded depthwise convolution. Outputs agree with ``model`` to float rounding
-    (tested). ``phase_upsampling`` upsamples the blend coefficients and the history's maps with
-    :func:`upsample_bilinear`'s phase form: the same values, less time in ONNX Runtime (the export sets it).
+    (tested). ``packed`` selects the export's form of the same function (:attr:`FusionStudent.packed`; the ONNX
+    export sets it).
     """
     folded = copy.deepcopy(model).eval()
-    folded.phase_upsampling = phase_upsampling
+    folded.packed = packed
     if folded.history is not None:
-        folded.history.phase_upsampling = phase_upsampling
+        folded.history.packed = packed
     for module in folded.modules():
         if isinstance(module, ConvNeXtV2Block):
             _fold_norm(module, "norm", module.dwconv, module.pw1)
