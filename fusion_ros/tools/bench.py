@@ -58,8 +58,22 @@ def _spread(values: list[float], digits: int = 2) -> list[float]:
     return [round(min(values), digits), round(statistics.median(values), digits), round(max(values), digits)]
 
 
-def _time_command(cmd: str, frames: int) -> float:
-    """Wall time of one run of ``cmd`` (a shell command line) per frame it processes, ms."""
+def _reported_ms_per_frame(stdout: str) -> float | None:
+    """``ms_per_frame`` from the command's last output line when that line is a JSON object holding it."""
+    lines = stdout.strip().splitlines()
+    try:
+        value = json.loads(lines[-1]).get("ms_per_frame") if lines else None
+    except (ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def _time_command(cmd: str, frames: int) -> tuple[float, bool]:
+    """Time per frame of one run of ``cmd`` (a shell command line), ms, and whether the command reported it.
+
+    A command whose last output line is a JSON object with ``ms_per_frame`` (``fusion_ros.tools.ifcnn_peer``) timed
+    its frames itself, without its start-up; otherwise it is the wall time of the run over ``frames``.
+    """
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, shell=True, capture_output=True, text=True)
     dt = time.perf_counter() - t0
@@ -68,7 +82,8 @@ def _time_command(cmd: str, frames: int) -> float:
 
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise FusionError(f"--compare-cmd {shlex.quote(cmd)} failed (rc={proc.returncode}): {tail[0]}")
-    return dt * 1e3 / frames
+    reported = _reported_ms_per_frame(proc.stdout)
+    return (reported, True) if reported is not None else (dt * 1e3 / frames, False)
 
 
 def _inference_rows(args: argparse.Namespace) -> dict:
@@ -79,13 +94,16 @@ def _inference_rows(args: argparse.Namespace) -> dict:
     backends = args.backends or [b for b in ("tensorrt", "onnxruntime", "torch") if b in available_backends()]
     runs: dict[tuple, list[dict]] = {}
     compare_ms: list[float] = []
+    compare_reported: list[bool] = []
     for _ in range(args.repeat):
         for b in backends:
             for m in args.models:
                 for row in _run_isolated(args, b, m):
                     runs.setdefault((b, m, row.get("height"), row.get("width")), []).append(row)
         if args.compare_cmd:
-            compare_ms.append(_time_command(args.compare_cmd, args.compare_frames))
+            ms, reported = _time_command(args.compare_cmd, args.compare_frames)
+            compare_ms.append(ms)
+            compare_reported.append(reported)
     rows = []
     for (b, m, h, w), group in runs.items():
         row = dict(group[-1])
@@ -106,7 +124,9 @@ def _inference_rows(args: argparse.Namespace) -> dict:
         rows.append(row)
     result = {"machine": {**machine_info(), "load_average_1_5_15": list(os.getloadavg())}, "results": rows}
     if compare_ms:
-        result["compare"] = {"command": args.compare_cmd, "frames_per_run": args.compare_frames, "runs": len(compare_ms),
+        result["compare"] = {"command": args.compare_cmd, "runs": len(compare_ms),
+                             "timing": ("ms_per_frame reported by the command" if all(compare_reported)
+                                        else f"wall time per run / {args.compare_frames} frames"),
                              "ms_per_frame_min_median_max": _spread(compare_ms),
                              "note": "compare_ratio = the command's median time per frame / the row's median"}
     return result
@@ -204,7 +224,9 @@ def register(subparsers) -> None:
                               "  fusion-ros bench --keep-up --threads 1\n  fusion-ros bench --keep-up --threads 1 --set inference_size=[320,240]\n  fusion-ros bench --soak --minutes 10 --threads 1\n"
                               "  fusion-ros bench --models lite --backends onnxruntime --sizes 480x640 --repeat 5\n"
                               "  fusion-ros bench --models lite --backends onnxruntime --sizes 480x640 --repeat 3 "
-                              "--compare-cmd 'sleep 0.5' --compare-frames 1")
+                              "--compare-cmd 'sleep 0.5' --compare-frames 1\n"
+                              "  fusion-ros bench --models lite --backends onnxruntime --sizes 480x640 --repeat 5 "
+                              "--compare-cmd 'python -m fusion_ros.tools.ifcnn_peer --frames 3'")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--out", default="", help="also write the JSON to this file")
     p.add_argument("--models", nargs="+", default=None,
@@ -218,7 +240,9 @@ def register(subparsers) -> None:
     p.add_argument("--compare-cmd", default="",
                    help="a shell command to time in the same run, between the repeats (e.g. another method's inference "
                         "script); each row gets the ratio of its time per frame to ours")
-    p.add_argument("--compare-frames", type=int, default=1, help="frames one run of --compare-cmd processes")
+    p.add_argument("--compare-frames", type=int, default=1,
+                   help="frames one run of --compare-cmd processes (unused when its last output line is JSON with "
+                        "ms_per_frame, as python -m fusion_ros.tools.ifcnn_peer prints)")
     p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs per size")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="fp16 applies on GPU backends")
     p.add_argument("--threads", type=int, default=0, help="CPU threads, 0 = all cores")
