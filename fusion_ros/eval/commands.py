@@ -81,11 +81,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError("--detect needs --pairs (a folder with labels/, e.g. ../shared/data/pairs/dev/msrs)")
     cfg = EvalConfig(backend=args.backend, threads=args.threads, jobs=args.jobs, grid_images=args.grid,
                      speed=not args.no_speed, metrics=tuple(args.metrics), misalign_px=args.misalign,
-                     auto_align=not args.no_auto_align)
+                     misalign_deg=args.misalign_deg, auto_align=not args.no_auto_align)
     methods = prepare_methods([parse_method(s) for s in args.methods], cfg)
     result: dict = {}
     if args.pairs and not args.no_metrics:
-        evaluate = evaluate_misalignment if args.misalign else evaluate_pairs
+        evaluate = evaluate_misalignment if cfg.misaligned else evaluate_pairs
         result = evaluate(args.pairs, methods, cfg, progress=not args.quiet)
     if args.video:
         result["video"] = evaluate_video(args.video, methods, max_frames=args.max_frames)
@@ -173,6 +173,9 @@ def register(subparsers) -> None:
     e.add_argument("--misalign", type=float, default=0.0, metavar="PX",
                    help="shift the thermal input of the students and of a 50/50 blend (the reference) by PX pixels right "
                         "and down, also score them aligned, and report each one's relative drop (misalign_drop)")
+    e.add_argument("--misalign-deg", type=float, default=0.0, metavar="DEG",
+                   help="also rotate that thermal input by DEG degrees about its centre (before --misalign's shift); "
+                        "alone, a rotation only")
     e.add_argument("--no-auto-align", action="store_true",
                    help="students use the thermal image as given, without the pipeline's automatic shift")
     e.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -61,6 +61,7 @@ class Method:
         select: "teacher-select" only: its SelectParams.
         misalign_px: students only: the thermal input is shifted by this many pixels right and down before
             fusing (scored against the aligned sources), to measure robustness to a calibration error.
+        misalign_deg: likewise, the thermal input is first rotated by this many degrees about its centre.
     """
 
     name: str
@@ -69,6 +70,7 @@ class Method:
     members: tuple[str, ...] = ()
     fuser: object | None = field(default=None, repr=False)
     misalign_px: float = 0.0
+    misalign_deg: float = 0.0
     select: object | None = None
 
     @property
@@ -79,6 +81,8 @@ class Method:
         d = {"kind": self.kind, "source": self.source}
         if self.misalign_px:
             d["misalign_px"] = self.misalign_px
+        if self.misalign_deg:
+            d["misalign_deg"] = self.misalign_deg
         if self.kind in ("teacher-mean", "teacher-select"):
             d["members"] = list(self.members)
         return d
@@ -138,6 +142,7 @@ class EvalConfig:
         speed: time students with the bench (480x640, median of 20) for the speed column.
         misalign_px: shift of the thermal input of the students and of the 50/50 blend (added as a reference), px
             (0 = aligned); the metrics still use the aligned pair.
+        misalign_deg: rotation of that thermal input about its centre, degrees, before the shift (0 = none).
         auto_align: students run with the pipeline's automatic thermal shift (as the node does by default).
     """
 
@@ -149,11 +154,18 @@ class EvalConfig:
     add_baselines: bool = True
     speed: bool = True
     misalign_px: float = 0.0
+    misalign_deg: float = 0.0
     auto_align: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.misalign_px <= 64.0:
             raise ConfigError(f"misalign_px={self.misalign_px} must be within [0, 64] pixels")
+        if not -10.0 <= self.misalign_deg <= 10.0:
+            raise ConfigError(f"misalign_deg={self.misalign_deg} must be within [-10, 10] degrees")
+
+    @property
+    def misaligned(self) -> bool:
+        return bool(self.misalign_px or self.misalign_deg)
         if self.jobs < 0:
             raise ConfigError(f"jobs={self.jobs} must be >= 0 (0 = min(2, CPUs))")
         if self.grid_images < 0:
@@ -172,7 +184,7 @@ def prepare_methods(methods: list[Method], cfg: EvalConfig) -> list[Method]:
         raise ConfigError(f"method names must be unique, got {names}")
     out = list(methods)
     if cfg.add_baselines:
-        for b in BASELINES + ((BLEND,) if cfg.misalign_px else ()):
+        for b in BASELINES + ((BLEND,) if cfg.misaligned else ()):
             if not any(m.kind == b for m in out):
                 out.append(Method(b, b))
     folders = {m.name for m in out if m.kind == "folder"}
@@ -188,7 +200,7 @@ def prepare_methods(methods: list[Method], cfg: EvalConfig) -> list[Method]:
             m.fuser = make_fuser(StudentConfig(model_path=m.source, backend=cfg.backend, threads=cfg.threads,
                                                use_memory=False, auto_align=cfg.auto_align))
         if m.kind in _SHIFTED_KINDS:
-            m.misalign_px = cfg.misalign_px
+            m.misalign_px, m.misalign_deg = cfg.misalign_px, cfg.misalign_deg
     return out
 
 
@@ -223,18 +235,25 @@ def method_output(m: Method, pair: Pair, ir: np.ndarray, vis: np.ndarray,
         target, _ = select_target(ys, *source_lumas(ir_to_u8(ir), vis), m.select)
         return np.clip(np.rint(target * 255.0), 0, 255).astype(np.uint8)
     if m.kind == BLEND:
-        th = ir_to_u8(shift_image(ir, m.misalign_px) if m.misalign_px else ir)
+        th = ir_to_u8(misaligned_thermal(m, ir))
         return np.clip(np.rint(0.5 * M.to_gray(vis) + 0.5 * M.to_gray(th)), 0, 255).astype(np.uint8)
     if m.kind == "student":
         m.fuser.reset()
-        return m.fuser.step(shift_image(ir, m.misalign_px) if m.misalign_px else ir, vis)
+        return m.fuser.step(misaligned_thermal(m, ir), vis)
     raise ConfigError(f"unknown method kind {m.kind!r}")
 
 
-def shift_image(img: np.ndarray, px: float) -> np.ndarray:
-    """``img`` translated by ``px`` pixels right and down (edges replicated), like a thermal calibration error."""
+def misaligned_thermal(m: Method, ir: np.ndarray) -> np.ndarray:
+    """The thermal input ``m`` fuses: ``ir`` itself, or rotated and shifted by the method's misalignment."""
+    return shift_image(ir, m.misalign_px, m.misalign_deg) if (m.misalign_px or m.misalign_deg) else ir
+
+
+def shift_image(img: np.ndarray, px: float, deg: float = 0.0) -> np.ndarray:
+    """``img`` rotated by ``deg`` degrees about its centre, then translated by ``px`` pixels right and down (edges
+    replicated), like a thermal calibration error."""
     h, w = img.shape[:2]
-    mat = np.float32([[1, 0, px], [0, 1, px]])
+    mat = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), deg, 1.0).astype(np.float32)
+    mat[:, 2] += px
     return cv2.warpAffine(img, mat, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -514,12 +533,12 @@ def evaluate_misalignment(pairs_root: str | Path, methods: list[Method], cfg: Ev
     shifted = evaluate_pairs(pairs_root, methods, cfg, progress)
     moved = [m for m in methods if m.kind in _SHIFTED_KINDS]
     for m in moved:
-        m.misalign_px = 0.0
+        m.misalign_px, m.misalign_deg = 0.0, 0.0
     try:
-        aligned = evaluate_pairs(pairs_root, moved, replace(cfg, misalign_px=0.0, grid_images=0,
-                                                                         speed=False), progress)
+        aligned = evaluate_pairs(pairs_root, moved, replace(cfg, misalign_px=0.0, misalign_deg=0.0, grid_images=0,
+                                                            speed=False), progress)
     finally:
         for m in moved:
-            m.misalign_px = cfg.misalign_px
+            m.misalign_px, m.misalign_deg = cfg.misalign_px, cfg.misalign_deg
     shifted["misalign_drop"] = misalignment_drop(aligned, shifted, moved, cfg.metrics)
     return shifted
