@@ -162,10 +162,6 @@ class EvalConfig:
             raise ConfigError(f"misalign_px={self.misalign_px} must be within [0, 64] pixels")
         if not -10.0 <= self.misalign_deg <= 10.0:
             raise ConfigError(f"misalign_deg={self.misalign_deg} must be within [-10, 10] degrees")
-
-    @property
-    def misaligned(self) -> bool:
-        return bool(self.misalign_px or self.misalign_deg)
         if self.jobs < 0:
             raise ConfigError(f"jobs={self.jobs} must be >= 0 (0 = min(2, CPUs))")
         if self.grid_images < 0:
@@ -173,6 +169,11 @@ class EvalConfig:
         bad = [m for m in self.metrics if m not in M.METRICS]
         if bad:
             raise ConfigError(f"metrics {bad} unknown; choose from {', '.join(M.METRICS)}")
+
+
+    @property
+    def misaligned(self) -> bool:
+        return bool(self.misalign_px or self.misalign_deg)
 
 
 def prepare_methods(methods: list[Method], cfg: EvalConfig) -> list[Method]:

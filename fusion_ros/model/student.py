@@ -245,14 +245,6 @@ def bilinear_phases(x: torch.Tensor, scale: int) -> torch.Tensor:
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=channels)
 
 
-def upsample_bilinear(x: torch.Tensor, scale: int, by_phase: bool = False) -> torch.Tensor:
-    """``F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)``; ``by_phase``: the same values as
-    :func:`bilinear_phases` and a pixel shuffle (ONNX DepthToSpace)."""
-    if not by_phase:
-        return F.interpolate(x, scale_factor=float(scale), mode="bilinear", align_corners=False)
-    return F.pixel_shuffle(bilinear_phases(x, scale), scale)
-
-
 def window_kernel(channels: int, window: int) -> torch.Tensor:
     """One-hot kernels of :func:`window_stack`: (channels * window^2, 1, window, window)."""
     n = window * window
@@ -467,15 +459,21 @@ class FusionStudent(nn.Module):
         if not self.packed:
             return conv(torch.cat([F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), skip], 1))
         cx = x.shape[1]
-        return (upsample_bilinear(F.conv2d(x, conv.weight[:, :cx], conv.bias), 2)
+        return (F.interpolate(F.conv2d(x, conv.weight[:, :cx], conv.bias), scale_factor=2.0, mode="bilinear",
+                              align_corners=False)
                 + F.conv2d(skip, conv.weight[:, cx:]))
 
-    def _blend(self, x: torch.Tensor, t: torch.Tensor, y_vis: torch.Tensor) -> torch.Tensor:
-        """The fused luminance ``a_t * T + a_v * Y_vis + b + detail`` at full resolution."""
+    def _coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """``(a_t, a_v, b)`` at 1/stem."""
         coeff = self.coeff(x)
         if self.blend_offset:   # at 1/stem, before the upsampling, which keeps constants
             coeff = coeff + coeff.new_tensor([self.blend_offset, self.blend_offset, 0.0]).view(1, 3, 1, 1)
-        coeff = upsample_bilinear(coeff, self.cfg.stem)
+        return coeff
+
+    def _blend(self, x: torch.Tensor, t: torch.Tensor, y_vis: torch.Tensor) -> torch.Tensor:
+        """The fused luminance ``a_t * T + a_v * Y_vis + b + detail`` at full resolution."""
+        coeff = F.interpolate(self._coefficients(x), scale_factor=float(self.cfg.stem), mode="bilinear",
+                              align_corners=False)
         return coeff[:, 0:1] * t + coeff[:, 1:2] * y_vis + coeff[:, 2:3] + self.detail(x)
 
     def _blend_packed(self, x: torch.Tensor, t: torch.Tensor, y_vis: torch.Tensor) -> torch.Tensor:
@@ -483,10 +481,7 @@ class FusionStudent(nn.Module):
         coefficients as bilinear phases, the detail before its pixel shuffle; one shuffle at the end."""
         k = self.cfg.stem
         n = k * k
-        coeff = self.coeff(x)
-        if self.blend_offset:
-            coeff = coeff + coeff.new_tensor([self.blend_offset, self.blend_offset, 0.0]).view(1, 3, 1, 1)
-        coeff = bilinear_phases(coeff, k)
+        coeff = bilinear_phases(self._coefficients(x), k)
         y = coeff[:, :n] * _PackLuma.apply(t, k) + coeff[:, n:2 * n] * _PackLuma.apply(y_vis, k) + coeff[:, 2 * n:]
         return F.pixel_shuffle(y + self.detail[0](x), k)
 

@@ -9,7 +9,7 @@ import torch
 
 from fusion_ros.errors import ConfigError, ShapeError
 from fusion_ros.model import MODELS, ModelConfig, create_model
-from fusion_ros.model.student import (GRN, ConvNeXtV2Block, LayerNorm2d, backward_warp, fold_for_inference, upsample_bilinear,
+from fusion_ros.model.student import (GRN, ConvNeXtV2Block, LayerNorm2d, backward_warp, bilinear_phases, fold_for_inference,
                                       window_kernel, window_stack)
 
 
@@ -182,7 +182,7 @@ def test_folded_model_computes_the_same_frames(name: str) -> None:
 def test_phase_upsampling_is_bilinear_upsampling(scale: int) -> None:
     x = torch.randn(2, 3, 7, 11)
     expect = torch.nn.functional.interpolate(x, scale_factor=float(scale), mode="bilinear", align_corners=False)
-    got = upsample_bilinear(x, scale, by_phase=True)
+    got = torch.nn.functional.pixel_shuffle(bilinear_phases(x, scale), scale)
     assert got.shape == expect.shape and (got - expect).abs().max() <= 1e-5
 
 
